@@ -1,0 +1,45 @@
+"""hedgejax: GPU-accelerated Monte Carlo hedging in JAX.
+
+Conventions throughout: time in years, annualised volatility, continuously compounded rates,
+prices in currency, hedge positions in shares of the underlying, P&L > 0 a gain to the holder
+of the book, money in `HedgeResult` valued at the end of the hedging grid.
+"""
+
+from . import risk as risk
+from ._costs import (
+    AbstractCost as AbstractCost,
+    CostSum as CostSum,
+    Fixed as Fixed,
+    NoCost as NoCost,
+    Proportional as Proportional,
+    Spread as Spread,
+)
+from ._grid import TimeGrid as TimeGrid
+from ._hedge import HedgeResult as HedgeResult, hedge as hedge
+from ._instruments import (
+    AbstractInstrument as AbstractInstrument,
+    Book as Book,
+    Digital as Digital,
+    EuropeanCall as EuropeanCall,
+    EuropeanPut as EuropeanPut,
+)
+from ._models import (
+    AbstractModel as AbstractModel,
+    BlackScholes as BlackScholes,
+    ModelState as ModelState,
+)
+from ._montecarlo import mc_price as mc_price, simulate as simulate
+from ._pricing import Greeks as Greeks, greeks as greeks, price as price
+from ._pricing import register_pricer as register_pricer
+from ._strategies import (
+    AbstractStrategy as AbstractStrategy,
+    BandHedge as BandHedge,
+    DeltaHedge as DeltaHedge,
+    NoHedge as NoHedge,
+    Observation as Observation,
+    StaticHedge as StaticHedge,
+    WhalleyWilmott as WhalleyWilmott,
+)
+from .risk import summary as summary
+
+__version__ = "0.1.0"

@@ -1,0 +1,117 @@
+"""Transaction cost models. A cost model maps a trade (shares, signed) executed at a price
+(currency per share) to a cost in currency, >= 0. Combine models with `+`.
+
+Example:
+    >>> import hedgejax as hj
+    >>> costs = hj.Proportional(0.001) + hj.Fixed(50.0)
+    >>> float(costs(jnp.asarray(200.0), jnp.asarray(100.0)))    # 0.1% of 20,000 + 50
+    70.0
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._validate import as_float, check_nonnegative
+
+# A trade smaller than this (in shares) is no trade: it is neither counted nor charged
+# a fixed fee. Strategies that hold their position produce trades of exactly zero.
+TRADE_TOLERANCE = 1e-9
+
+
+def is_trade(trade: jax.Array) -> jax.Array:
+    """Whether `trade` (shares) counts as a trade."""
+    return jnp.abs(trade) > TRADE_TOLERANCE
+
+
+class AbstractCost(eqx.Module):
+    """Cost in currency (>= 0) of trading `trade` shares at `price` per share."""
+
+    @abc.abstractmethod
+    def __call__(self, trade: jax.Array, price: jax.Array) -> jax.Array:
+        ...
+
+    @abc.abstractmethod
+    def proportional_rate(self, price: jax.Array) -> jax.Array:
+        """The cost per unit of traded value for small trades (what Whalley-Wilmott's band
+        calls the proportional cost rate): cost / (|trade| x price) to first order."""
+
+    def __add__(self, other: AbstractCost) -> AbstractCost:
+        if not isinstance(other, AbstractCost):
+            return NotImplemented
+        return CostSum(_terms(self) + _terms(other))
+
+
+def _terms(cost: AbstractCost) -> tuple[AbstractCost, ...]:
+    return cost.terms if isinstance(cost, CostSum) else (cost,)
+
+
+class NoCost(AbstractCost):
+    """Frictionless trading."""
+
+    def __call__(self, trade, price):
+        return jnp.zeros_like(trade * price)
+
+    def proportional_rate(self, price):
+        return jnp.zeros_like(price)
+
+
+class Proportional(AbstractCost):
+    """One-way proportional cost: `rate` x |trade| x price (e.g. 0.001 = 10 bp)."""
+
+    rate: jax.Array = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        check_nonnegative("rate", self.rate)
+
+    def __call__(self, trade, price):
+        return self.rate * jnp.abs(trade) * price
+
+    def proportional_rate(self, price):
+        return jnp.broadcast_to(self.rate, jnp.shape(price)).astype(jnp.result_type(price))
+
+
+class Fixed(AbstractCost):
+    """A fixed fee `per_trade` (currency) for every trade, whatever its size."""
+
+    per_trade: jax.Array = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        check_nonnegative("per_trade", self.per_trade)
+
+    def __call__(self, trade, price):
+        return jnp.where(is_trade(trade), self.per_trade, 0.0) * jnp.ones_like(price)
+
+    def proportional_rate(self, price):
+        return jnp.zeros_like(price)
+
+
+class Spread(AbstractCost):
+    """Paying half the bid-ask spread: `half_spread` (currency per share) x |trade|."""
+
+    half_spread: jax.Array = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        check_nonnegative("half_spread", self.half_spread)
+
+    def __call__(self, trade, price):
+        return self.half_spread * jnp.abs(trade) * jnp.ones_like(price)
+
+    def proportional_rate(self, price):
+        return self.half_spread / price
+
+
+class CostSum(AbstractCost):
+    """The sum of several cost models (what `a + b` builds)."""
+
+    terms: tuple[AbstractCost, ...]
+
+    def __call__(self, trade, price):
+        return sum(term(trade, price) for term in self.terms)
+
+    def proportional_rate(self, price):
+        return sum(term.proportional_rate(price) for term in self.terms)

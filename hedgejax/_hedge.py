@@ -1,0 +1,255 @@
+"""`hedge()`: the one loop. Simulates the world step by step, lets the strategy rebalance,
+charges costs and accrues P&L, for all paths at once, in one compiled `lax.scan`.
+
+Conventions (DESIGN.md section 2). The user holds the book, bought at t0 at the hedge model's
+price V0 and financed at the world's `rate`. At step i (time t_i) the hedger observes S_i,
+chooses h_i shares (held over [t_i, t_{i+1})) and pays costs(h_i - h_{i-1}, S_i); h_{-1} = 0.
+Holding h_i gains g_i = h_i (S_{i+1} e^{q dt} - S_i e^{r dt}). In time-T money:
+
+    hedge_error = book value at T - V0 e^{rT} + sum_i g_i e^{r(T - t_{i+1})}
+    cost        = sum_i cost_i e^{r(T - t_i)}
+    pnl         = hedge_error - cost
+
+The book's value at T is its payoffs (instruments expiring inside the grid pay at their
+maturity and the cash accrues at `rate`) plus the hedge model's price of instruments that
+mature after the grid ends.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._costs import AbstractCost, NoCost, is_trade
+from ._grid import TimeGrid
+from ._instruments import AbstractInstrument, Book, as_book
+from ._models.base import AbstractModel
+from ._pricing.registry import book_value_log, has_pricer
+from ._random import Draws, key_words
+from ._strategies.base import AbstractStrategy, Observation
+from ._validate import check_int, float_dtype, is_concrete
+
+
+class HedgeResult(eqx.Module):
+    """Per-path outcome of `hedge()`; money amounts are in time-T currency.
+
+    Attributes:
+        pnl: hedge_error - cost (currency; > 0 is a gain to the holder of the book).
+        hedge_error: P&L before costs: book value at T - V0 e^{rT} + hedge gains.
+        cost: transaction costs paid, accrued to T (>= 0).
+        n_trades: number of trades (including the initial one at t0).
+        unhedged_pnl: P&L of holding the book unhedged on the same paths
+            (book value at T - V0 e^{rT}).
+        final_position: shares held after the last decision (before any unwind).
+        terminal_spot: S_T.
+        initial_price: V0, the hedge model's price of the book at t0 (scalar).
+    """
+
+    pnl: jax.Array
+    hedge_error: jax.Array
+    cost: jax.Array
+    n_trades: jax.Array
+    unhedged_pnl: jax.Array
+    final_position: jax.Array
+    terminal_spot: jax.Array
+    initial_price: jax.Array
+
+
+def _expiry_steps(book: Book, grid: TimeGrid) -> tuple[tuple[jax.Array, ...], bool]:
+    """Grid step at which each instrument expires (n_steps + 1: after the grid ends), and
+    whether any expires strictly inside the grid (known statically when maturities are)."""
+    dt, n = grid.dt, grid.n_steps
+    steps = []
+    inside = False
+    for group in book.groups:
+        m = group.maturity
+        if is_concrete(m):
+            m = np.asarray(m, dtype=float)
+            e = np.rint(m / dt)
+            if np.any(e < 1):
+                raise ValueError(
+                    f"maturity must be at least half a step ({dt / 2:.3g} years) of the grid, "
+                    f"got maturity={m[e < 1].min():.6g}"
+                )
+            on_grid = np.abs(m - e * dt) <= 1e-9 * max(1.0, grid.maturity)
+            if np.any((e <= n) & ~on_grid):
+                warnings.warn(
+                    "a maturity inside the hedging horizon is not on the time grid; it is "
+                    f"moved to the nearest grid time (dt={dt:.6g} years)", stacklevel=3)
+            inside = inside or bool(np.any(e < n))
+            steps.append(jnp.asarray(np.minimum(e, n + 1), dtype=jnp.int32))
+        else:
+            e = jnp.round(m / dt).astype(jnp.int32)
+            steps.append(jnp.minimum(e, n + 1))
+            inside = True
+    return tuple(steps), inside
+
+
+def _snap_maturities(book: Book, expiry: tuple[jax.Array, ...], grid: TimeGrid) -> Book:
+    """Maturities inside the grid moved to their grid time (so tau is exactly 0 at expiry)."""
+    def snapped(group, e):
+        return jnp.where(e <= grid.n_steps, e * grid.dt, group.maturity).astype(
+            group.maturity.dtype)
+    return eqx.tree_at(lambda b: tuple(g.maturity for g in b.groups), book,
+                       tuple(snapped(g, e) for g, e in zip(book.groups, expiry)))
+
+
+def _payoffs_at(book: Book, expiry, step: jax.Array, spot: jax.Array) -> jax.Array:
+    """Sum of quantity x payoff(spot) over the instruments that expire at `step`."""
+    total = jnp.zeros_like(spot)
+    for group, qty, e in zip(book.groups, book.quantities, expiry):
+        def one(inst, q, e_i):
+            return jnp.where(e_i == step, q, 0.0) * inst.payoff(spot)
+        total = total + jnp.sum(jax.vmap(one)(group, qty, e), axis=0)
+    return total
+
+
+def _observe(hedge_model, book, expiry, costs, step, t, t_end, log_spot, spot) -> Observation:
+    alive = tuple(e > step for e in expiry)
+
+    def total_value(x):
+        return jnp.sum(book_value_log(hedge_model, book, x, t, alive))
+
+    # Derivatives in log-spot (no log in the step), then the chain rule to spot:
+    # dV/dS = V_x / S,  d2V/dS2 = (V_xx - V_x) / S^2. Gamma is dead code unless used.
+    v_x, v_xx = jax.jvp(jax.grad(total_value), (log_spot,), (jnp.ones_like(log_spot),))
+    delta = v_x / spot
+    gamma = (v_xx - v_x) / (spot * spot)
+    dtype = spot.dtype
+    return Observation(
+        step=step, time=t, time_to_maturity=(t_end - t).astype(dtype), spot=spot,
+        delta=delta, gamma=gamma, cost_rate=costs.proportional_rate(spot),
+        rate=jnp.asarray(hedge_model.rate, dtype))
+
+
+@eqx.filter_jit
+def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
+         unwind):
+    dtype = float_dtype()
+    n, dt, t_end = grid.n_steps, grid.dt, grid.maturity
+    r = jnp.asarray(model.rate, dtype)
+    q = jnp.asarray(model.div, dtype)
+    words = key_words(key)
+    path_index = jnp.arange(n_paths, dtype=jnp.uint32)
+
+    state0 = model.init(path_index)
+    state0 = state0._replace(log_spot=state0.log_spot.astype(dtype))
+    spot0 = jnp.exp(state0.log_spot)
+    v0 = book_value_log(hedge_model, book, jnp.log(model.spot).astype(dtype),
+                        jnp.zeros((), dtype))
+    zeros = jnp.zeros(n_paths, dtype)
+    carry0 = (state0, spot0, zeros, zeros, zeros, jnp.zeros(n_paths, jnp.int32), zeros)
+    carry_growth = jnp.exp(r * dt)
+    div_growth = jnp.exp(q * dt)
+
+    def body(carry, i):
+        state, spot, position, gains, cost, n_trades, paid = carry
+        t = i.astype(dtype) * dt
+        obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state.log_spot, spot)
+        target = strategy(obs, position).astype(dtype)
+        trade = target - position
+        cost = cost + costs(trade, spot) * jnp.exp(r * (t_end - t))
+        n_trades = n_trades + is_trade(trade).astype(jnp.int32)
+
+        state = model.step(state, t, dt, Draws(words, path_index, i, dtype))
+        new_spot = jnp.exp(state.log_spot)
+        to_end = jnp.exp(r * (t_end - t - dt))
+        gains = gains + target * (new_spot * div_growth - spot * carry_growth) * to_end
+        if inside:  # instruments expiring inside the grid pay at their maturity
+            paid = paid + _payoffs_at(book, expiry, jnp.minimum(i + 1, n - 1), new_spot) * (
+                jnp.where(i + 1 < n, to_end, 0.0))
+        return (state, new_spot, target, gains, cost, n_trades, paid), None
+
+    carry, _ = lax.scan(jax.checkpoint(body), carry0, jnp.arange(n, dtype=jnp.int32))
+    state, spot_T, position, gains, cost, n_trades, paid = carry
+
+    book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
+    beyond = tuple(e > n for e in expiry)
+    book_T = book_T + book_value_log(hedge_model, book, state.log_spot,
+                                     jnp.asarray(t_end, dtype), beyond)
+    if unwind:
+        trade = -position
+        cost = cost + costs(trade, spot_T)
+        n_trades = n_trades + is_trade(trade).astype(jnp.int32)
+
+    unhedged = book_T - v0 * jnp.exp(r * t_end)
+    hedge_error = unhedged + gains
+    pnl = hedge_error - cost
+    pnl = eqx.error_if(pnl, ~jnp.all(jnp.isfinite(pnl)),
+                       "hedge(): the P&L has non-finite values; check the model parameters")
+    return HedgeResult(pnl=pnl, hedge_error=hedge_error, cost=cost, n_trades=n_trades,
+                       unhedged_pnl=unhedged, final_position=position, terminal_spot=spot_T,
+                       initial_price=v0)
+
+
+def hedge(
+    model: AbstractModel,
+    book: Book | AbstractInstrument,
+    strategy: AbstractStrategy,
+    costs: AbstractCost | None,
+    grid: TimeGrid,
+    n_paths: int,
+    key: jax.Array,
+    *,
+    hedge_model: AbstractModel | None = None,
+    unwind: bool = False,
+) -> HedgeResult:
+    """Simulate hedging `book` with `strategy` over `grid` on `n_paths` paths of `model`.
+
+    Args:
+        model: the world that moves the underlying.
+        book: what the user holds (an instrument is one unit of it).
+        strategy: how the hedge position (shares of the underlying) is chosen each step.
+        costs: transaction costs (None: frictionless).
+        grid: the hedging time grid; its end is the horizon T.
+        n_paths: number of simulated paths (>= 1).
+        key: a `jax.random` key; the same key gives the same paths whatever else changes.
+        hedge_model: what the hedger believes (its autodiff Greeks drive the strategy and
+            its price is V0); defaults to `model`.
+        unwind: sell the hedge at T and pay its cost.
+
+    Returns:
+        A `HedgeResult` with per-path P&L, hedge error, cost and trade count (module docstring
+        gives the conventions). `jax.jit`, `jax.vmap` and `jax.grad` pass through.
+
+    Example:
+        >>> import jax, hedgejax as hj
+        >>> res = hj.hedge(hj.BlackScholes(100.0, 0.2), hj.EuropeanCall(100.0, 1.0),
+        ...                hj.DeltaHedge(), hj.Proportional(0.001), hj.TimeGrid(1.0, 252),
+        ...                n_paths=1000, key=jax.random.key(0))
+        >>> res.pnl.shape
+        (1000,)
+    """
+    book = as_book(book)
+    costs = NoCost() if costs is None else costs
+    hedge_model = model if hedge_model is None else hedge_model
+    _check_types(model, book, strategy, costs, grid, hedge_model)
+    n_paths = check_int("n_paths", n_paths, 1)
+    if n_paths >= 2**32:
+        raise ValueError(f"n_paths must be < 2**32, got n_paths={n_paths}")
+    if isinstance(key, int):
+        key = jax.random.key(key)
+    expiry, inside = _expiry_steps(book, grid)
+    book = _snap_maturities(book, expiry, grid)
+    return _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry,
+                inside, bool(unwind))
+
+
+def _check_types(model, book, strategy, costs, grid, hedge_model) -> None:
+    for name, value, kind in (("model", model, AbstractModel),
+                              ("hedge_model", hedge_model, AbstractModel),
+                              ("strategy", strategy, AbstractStrategy),
+                              ("costs", costs, AbstractCost), ("grid", grid, TimeGrid)):
+        if not isinstance(value, kind):
+            raise ValueError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
+    if not has_pricer(hedge_model, book):
+        raise ValueError(
+            f"hedge_model must be able to price the book; {type(hedge_model).__name__} cannot "
+            "(pass hedge_model=BlackScholes(...) for a world without prices)")
+
+

@@ -1,0 +1,154 @@
+"""What the user holds: European options, digitals, and books of them.
+
+Conventions: strikes and cash amounts in currency, maturities in years from t=0. In a
+`Book`, quantity > 0 is long (the user holds the option), < 0 short.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._validate import as_float, check_finite, check_positive
+
+
+class AbstractInstrument(eqx.Module):
+    """A European claim paying `payoff(S_T)` at `maturity` (years).
+
+    Concrete instruments have a `maturity` field (years, array). It is not declared here as
+    an `AbstractVar`, which would move it ahead of `strike` in the positional order.
+    """
+
+    @abc.abstractmethod
+    def payoff(self, spot: jax.Array) -> jax.Array:
+        """Cash paid at maturity when the underlying ends at `spot`."""
+
+
+class EuropeanCall(AbstractInstrument):
+    """European call: pays max(S_T - strike, 0) at `maturity` (years)."""
+
+    strike: jax.Array = eqx.field(converter=as_float)
+    maturity: jax.Array = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        check_positive("strike", self.strike)
+        check_positive("maturity", self.maturity)
+
+    def payoff(self, spot: jax.Array) -> jax.Array:
+        return jnp.maximum(spot - self.strike, 0.0)
+
+
+class EuropeanPut(AbstractInstrument):
+    """European put: pays max(strike - S_T, 0) at `maturity` (years)."""
+
+    strike: jax.Array = eqx.field(converter=as_float)
+    maturity: jax.Array = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        check_positive("strike", self.strike)
+        check_positive("maturity", self.maturity)
+
+    def payoff(self, spot: jax.Array) -> jax.Array:
+        return jnp.maximum(self.strike - spot, 0.0)
+
+
+class Digital(AbstractInstrument):
+    """Cash-or-nothing digital: pays `cash` at `maturity` if S_T > strike (or S_T < strike
+    when `put=True`), else nothing.
+    """
+
+    strike: jax.Array = eqx.field(converter=as_float)
+    maturity: jax.Array = eqx.field(converter=as_float)
+    cash: jax.Array = eqx.field(converter=as_float, default=1.0)
+    put: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        check_positive("strike", self.strike)
+        check_positive("maturity", self.maturity)
+        check_finite("cash", self.cash)
+
+    def payoff(self, spot: jax.Array) -> jax.Array:
+        above = spot < self.strike if self.put else spot > self.strike
+        return jnp.where(above, self.cash, jnp.zeros_like(self.cash))
+
+
+def _stack(instruments: Sequence[AbstractInstrument]) -> AbstractInstrument:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *instruments)
+
+
+class Book(eqx.Module):
+    """A portfolio: instruments x quantities, any mix of strikes and maturities.
+
+    Instruments of the same kind are stored stacked (array fields of shape (n,)) so that
+    pricing a book of thousands of options is one vectorised computation.
+
+    Args:
+        instruments: the options held.
+        quantities: units of each (> 0 long, < 0 short); default 1 each.
+
+    Example:
+        >>> book = Book([EuropeanCall(100.0, 1.0), EuropeanPut(90.0, 0.5)],
+        ...             quantities=[10_000, -5_000])
+        >>> len(book)
+        2
+    """
+
+    groups: tuple[AbstractInstrument, ...]
+    quantities: tuple[jax.Array, ...]
+    positions: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+
+    def __init__(self, instruments: Sequence[AbstractInstrument],
+                 quantities: Sequence[float] | jax.Array | None = None):
+        if isinstance(instruments, AbstractInstrument):
+            instruments = [instruments]
+        instruments = list(instruments)
+        if not instruments:
+            raise ValueError("instruments must hold at least one instrument, got instruments=[]")
+        for i, inst in enumerate(instruments):
+            if not isinstance(inst, AbstractInstrument):
+                raise ValueError(
+                    f"instruments[{i}] must be an instrument (e.g. EuropeanCall), got {inst!r}"
+                )
+        if quantities is None:
+            quantities = [1.0] * len(instruments)
+        if np.ndim(quantities) != 1 or len(quantities) != len(instruments):
+            raise ValueError(
+                "quantities must have one entry per instrument, got "
+                f"len(quantities)={np.size(quantities)} for {len(instruments)} instruments"
+            )
+        quantities = as_float(quantities)
+        check_finite("quantities", quantities)
+
+        by_structure: dict = {}
+        for i, inst in enumerate(instruments):
+            by_structure.setdefault(jax.tree.structure(inst), []).append(i)
+        self.positions = tuple(tuple(idx) for idx in by_structure.values())
+        self.groups = tuple(_stack([instruments[i] for i in idx]) for idx in self.positions)
+        self.quantities = tuple(quantities[np.asarray(idx)] for idx in self.positions)
+
+    def __len__(self) -> int:
+        return sum(len(idx) for idx in self.positions)
+
+    @property
+    def maturities(self) -> jax.Array:
+        """Maturities (years) in the order the instruments were given."""
+        return self._in_order([g.maturity for g in self.groups])
+
+    @property
+    def quantity(self) -> jax.Array:
+        """Quantities in the order the instruments were given."""
+        return self._in_order(list(self.quantities))
+
+    def _in_order(self, per_group: list[jax.Array]) -> jax.Array:
+        order = np.argsort(np.concatenate([np.asarray(idx) for idx in self.positions]))
+        return jnp.concatenate(per_group)[order]
+
+
+def as_book(instrument: AbstractInstrument | Book) -> Book:
+    """A `Book` holding one unit of `instrument`, or `instrument` itself if it is a Book."""
+    return instrument if isinstance(instrument, Book) else Book([instrument])

@@ -1,0 +1,10 @@
+from . import black_scholes as black_scholes  # registers the closed forms
+from .normal import norm_cdf as norm_cdf
+from .registry import (
+    Greeks as Greeks,
+    book_value_log as book_value_log,
+    greeks as greeks,
+    has_pricer as has_pricer,
+    price as price,
+    register_pricer as register_pricer,
+)

@@ -1,0 +1,50 @@
+"""Closed-form Black-Scholes-Merton prices (with continuous dividend yield), written in JAX so
+that `greeks()` differentiates them. Only prices live here; every Greek is autodiff.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .._instruments import Digital, EuropeanCall, EuropeanPut
+from .._models.black_scholes import BlackScholes
+from .normal import norm_cdf
+from .registry import register_pricer
+
+
+def _d1_d2(model: BlackScholes, log_spot, strike, tau):
+    """d1, d2 with tau replaced by 1 where tau <= 0 (so expired branches stay finite)."""
+    live = tau > 0
+    tau_safe = jnp.where(live, tau, 1.0)
+    sd = model.vol * jnp.sqrt(tau_safe)
+    d1 = (log_spot - jnp.log(strike) + (model.rate - model.div) * tau_safe) / sd + 0.5 * sd
+    return live, tau_safe, d1, d1 - sd
+
+
+def _vanilla(model: BlackScholes, log_spot, strike, tau, sign: float) -> jax.Array:
+    live, tau_safe, d1, d2 = _d1_d2(model, log_spot, strike, tau)
+    spot = jnp.exp(log_spot)
+    forward_leg = spot * jnp.exp(-model.div * tau_safe) * norm_cdf(sign * d1)
+    strike_leg = strike * jnp.exp(-model.rate * tau_safe) * norm_cdf(sign * d2)
+    value = sign * (forward_leg - strike_leg)
+    intrinsic = jnp.maximum(sign * (spot - strike), 0.0)
+    return jnp.where(live, value, intrinsic)
+
+
+@register_pricer(BlackScholes, EuropeanCall)
+def _call(model: BlackScholes, inst: EuropeanCall, log_spot, tau) -> jax.Array:
+    return _vanilla(model, log_spot, inst.strike, tau, 1.0)
+
+
+@register_pricer(BlackScholes, EuropeanPut)
+def _put(model: BlackScholes, inst: EuropeanPut, log_spot, tau) -> jax.Array:
+    return _vanilla(model, log_spot, inst.strike, tau, -1.0)
+
+
+@register_pricer(BlackScholes, Digital)
+def _digital(model: BlackScholes, inst: Digital, log_spot, tau) -> jax.Array:
+    live, tau_safe, _, d2 = _d1_d2(model, log_spot, inst.strike, tau)
+    sign = -1.0 if inst.put else 1.0
+    value = inst.cash * jnp.exp(-model.rate * tau_safe) * norm_cdf(sign * d2)
+    return jnp.where(live, value, inst.payoff(jnp.exp(log_spot)))
