@@ -28,7 +28,8 @@ class TimeGrid(eqx.Module):
         try:
             maturity = float(maturity)
         except (TypeError, ValueError):
-            raise ValueError(f"maturity must be a finite number > 0, got maturity={maturity!r}")
+            raise ValueError(
+                f"maturity must be a finite number > 0, got maturity={maturity!r}") from None
         if not math.isfinite(maturity) or maturity <= 0:
             raise ValueError(f"maturity must be finite and > 0 (years), got maturity={maturity!r}")
         self.maturity = maturity

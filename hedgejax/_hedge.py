@@ -96,13 +96,13 @@ def _snap_maturities(book: Book, expiry: tuple[jax.Array, ...], grid: TimeGrid) 
         return jnp.where(e <= grid.n_steps, e * grid.dt, group.maturity).astype(
             group.maturity.dtype)
     return eqx.tree_at(lambda b: tuple(g.maturity for g in b.groups), book,
-                       tuple(snapped(g, e) for g, e in zip(book.groups, expiry)))
+                       tuple(snapped(g, e) for g, e in zip(book.groups, expiry, strict=True)))
 
 
 def _payoffs_at(book: Book, expiry, step: jax.Array, spot: jax.Array) -> jax.Array:
     """Sum of quantity x payoff(spot) over the instruments that expire at `step`."""
     total = jnp.zeros_like(spot)
-    for group, qty, e in zip(book.groups, book.quantities, expiry):
+    for group, qty, e in zip(book.groups, book.quantities, expiry, strict=True):
         def one(inst, q, e_i):
             return jnp.where(e_i == step, q, 0.0) * inst.payoff(spot)
         total = total + jnp.sum(jax.vmap(one)(group, qty, e), axis=0)
@@ -127,55 +127,71 @@ def _observe(hedge_model, book, expiry, costs, step, t, t_end, log_spot, spot) -
         rate=jnp.asarray(hedge_model.rate, dtype))
 
 
+# Paths per block: each block runs the whole scan with its state in cache. At 2^20 paths the
+# unblocked state (~8 arrays x 4 MB) spills to memory and throughput halved (PERF-NOTES 6).
+DEFAULT_BLOCK_SIZE = 16384
+
+
 @eqx.filter_jit
 def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
-         unwind):
+         unwind, block_size):
     dtype = float_dtype()
     n, dt, t_end = grid.n_steps, grid.dt, grid.maturity
     r = jnp.asarray(model.rate, dtype)
     q = jnp.asarray(model.div, dtype)
     words = key_words(key)
-    path_index = jnp.arange(n_paths, dtype=jnp.uint32)
-
-    state0 = model.init(path_index)
-    state0 = state0._replace(log_spot=state0.log_spot.astype(dtype))
-    spot0 = jnp.exp(state0.log_spot)
     v0 = book_value_log(hedge_model, book, jnp.log(model.spot).astype(dtype),
                         jnp.zeros((), dtype))
-    zeros = jnp.zeros(n_paths, dtype)
-    carry0 = (state0, spot0, zeros, zeros, zeros, jnp.zeros(n_paths, jnp.int32), zeros)
     carry_growth = jnp.exp(r * dt)
     div_growth = jnp.exp(q * dt)
 
-    def body(carry, i):
-        state, spot, position, gains, cost, n_trades, paid = carry
-        t = i.astype(dtype) * dt
-        obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state.log_spot, spot)
-        target = strategy(obs, position).astype(dtype)
-        trade = target - position
-        cost = cost + costs(trade, spot) * jnp.exp(r * (t_end - t))
-        n_trades = n_trades + is_trade(trade).astype(jnp.int32)
+    def run_block(path_index):
+        state0 = model.init(path_index)
+        state0 = state0._replace(log_spot=state0.log_spot.astype(dtype))
+        zeros = jnp.zeros(path_index.shape, dtype)
+        carry0 = (state0, jnp.exp(state0.log_spot), zeros, zeros, zeros,
+                  jnp.zeros(path_index.shape, jnp.int32), zeros)
 
-        state = model.step(state, t, dt, Draws(words, path_index, i, dtype))
-        new_spot = jnp.exp(state.log_spot)
-        to_end = jnp.exp(r * (t_end - t - dt))
-        gains = gains + target * (new_spot * div_growth - spot * carry_growth) * to_end
-        if inside:  # instruments expiring inside the grid pay at their maturity
-            paid = paid + _payoffs_at(book, expiry, jnp.minimum(i + 1, n - 1), new_spot) * (
-                jnp.where(i + 1 < n, to_end, 0.0))
-        return (state, new_spot, target, gains, cost, n_trades, paid), None
+        def body(carry, i):
+            state, spot, position, gains, cost, n_trades, paid = carry
+            t = i.astype(dtype) * dt
+            obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state.log_spot, spot)
+            target = strategy(obs, position).astype(dtype)
+            trade = target - position
+            cost = cost + costs(trade, spot) * jnp.exp(r * (t_end - t))
+            n_trades = n_trades + is_trade(trade).astype(jnp.int32)
 
-    carry, _ = lax.scan(jax.checkpoint(body), carry0, jnp.arange(n, dtype=jnp.int32))
-    state, spot_T, position, gains, cost, n_trades, paid = carry
+            state = model.step(state, t, dt, Draws(words, path_index, i, dtype))
+            new_spot = jnp.exp(state.log_spot)
+            to_end = jnp.exp(r * (t_end - t - dt))
+            gains = gains + target * (new_spot * div_growth - spot * carry_growth) * to_end
+            if inside:  # instruments expiring inside the grid pay at their maturity
+                paid = paid + _payoffs_at(book, expiry, jnp.minimum(i + 1, n - 1), new_spot) * (
+                    jnp.where(i + 1 < n, to_end, 0.0))
+            return (state, new_spot, target, gains, cost, n_trades, paid), None
 
-    book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
-    beyond = tuple(e > n for e in expiry)
-    book_T = book_T + book_value_log(hedge_model, book, state.log_spot,
-                                     jnp.asarray(t_end, dtype), beyond)
-    if unwind:
-        trade = -position
-        cost = cost + costs(trade, spot_T)
-        n_trades = n_trades + is_trade(trade).astype(jnp.int32)
+        carry, _ = lax.scan(jax.checkpoint(body), carry0, jnp.arange(n, dtype=jnp.int32))
+        state, spot_T, position, gains, cost, n_trades, paid = carry
+
+        book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
+        beyond = tuple(e > n for e in expiry)
+        book_T = book_T + book_value_log(hedge_model, book, state.log_spot,
+                                         jnp.asarray(t_end, dtype), beyond)
+        if unwind:
+            trade = -position
+            cost = cost + costs(trade, spot_T)
+            n_trades = n_trades + is_trade(trade).astype(jnp.int32)
+        return book_T, gains, cost, n_trades, position, spot_T
+
+    block = min(block_size, n_paths)
+    n_blocks = -(-n_paths // block)
+    path_index = jnp.arange(n_blocks * block, dtype=jnp.uint32)
+    if n_blocks == 1:
+        outputs = run_block(path_index)
+    else:
+        outputs = lax.map(run_block, path_index.reshape(n_blocks, block))
+        outputs = tuple(x.reshape(-1)[:n_paths] for x in outputs)
+    book_T, gains, cost, n_trades, position, spot_T = outputs
 
     unhedged = book_T - v0 * jnp.exp(r * t_end)
     hedge_error = unhedged + gains
@@ -198,6 +214,7 @@ def hedge(
     *,
     hedge_model: AbstractModel | None = None,
     unwind: bool = False,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> HedgeResult:
     """Simulate hedging `book` with `strategy` over `grid` on `n_paths` paths of `model`.
 
@@ -212,6 +229,9 @@ def hedge(
         hedge_model: what the hedger believes (its autodiff Greeks drive the strategy and
             its price is V0); defaults to `model`.
         unwind: sell the hedge at T and pay its cost.
+        block_size: paths simulated together (a performance knob: blocks run one after
+            another with their state in cache). Results do not depend on it: every draw is
+            a function of the key and the global path index.
 
     Returns:
         A `HedgeResult` with per-path P&L, hedge error, cost and trade count (module docstring
@@ -236,8 +256,9 @@ def hedge(
         key = jax.random.key(key)
     expiry, inside = _expiry_steps(book, grid)
     book = _snap_maturities(book, expiry, grid)
+    block_size = check_int("block_size", block_size, 1)
     return _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry,
-                inside, bool(unwind))
+                inside, bool(unwind), block_size)
 
 
 def _check_types(model, book, strategy, costs, grid, hedge_model) -> None:

@@ -88,7 +88,8 @@ class Draws:
         if not 0 <= stream < MAX_STREAMS:
             raise ValueError(f"stream must be in [0, {MAX_STREAMS}), got stream={stream}")
         c1 = self.step * np.uint32(MAX_STREAMS) + np.uint32(stream)
-        return threefry2x32(self.key, (self.path_index, jnp.broadcast_to(c1, self.path_index.shape)))
+        counter1 = jnp.broadcast_to(c1, self.path_index.shape)
+        return threefry2x32(self.key, (self.path_index, counter1))
 
     def uniform(self, stream: int) -> jax.Array:
         """Uniforms in the open interval (0, 1), one per path."""

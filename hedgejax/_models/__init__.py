@@ -1,2 +1,3 @@
-from .base import AbstractModel as AbstractModel, ModelState as ModelState
+from .base import AbstractModel as AbstractModel
+from .base import ModelState as ModelState
 from .black_scholes import BlackScholes as BlackScholes

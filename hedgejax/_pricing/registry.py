@@ -61,7 +61,7 @@ def book_value_log(model: AbstractModel, book: Book, log_spot: jax.Array, t: jax
     not alive (already expired and paid) contribute nothing and have zero Greeks.
     """
     total = jnp.zeros_like(log_spot)
-    for k, (group, qty) in enumerate(zip(book.groups, book.quantities)):
+    for k, (group, qty) in enumerate(zip(book.groups, book.quantities, strict=True)):
         fn = _pricer(model, group)
 
         def one(inst, q, live=None, fn=fn):

@@ -4,10 +4,9 @@ only to the nearest edge of the band (the optimal policy under proportional cost
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-
-import equinox as eqx
 
 from .._validate import as_float, check_nonnegative, check_positive
 from .base import AbstractStrategy, Observation

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-
-import equinox as eqx
 
 from .._validate import check_int
 from .base import AbstractStrategy, Observation

@@ -1,0 +1,160 @@
+"""The `hedgejax` command line: price, greeks and hedge from the shell.
+
+Every command prints a table (rich) or, with --json, one JSON object. Bad input prints one
+line `hedgejax: error: ...` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        _fail(message)
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"hedgejax: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _market_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("market (Black-Scholes)")
+    g.add_argument("--spot", type=float, default=100.0, help="spot price (default 100)")
+    g.add_argument("--vol", type=float, default=0.2, help="annual volatility (default 0.2)")
+    g.add_argument("--rate", type=float, default=0.0, help="continuous risk-free rate")
+    g.add_argument("--div", type=float, default=0.0, help="continuous dividend yield")
+    o = p.add_argument_group("option")
+    o.add_argument("--option", choices=["call", "put", "digital"], default="call")
+    o.add_argument("--strike", type=float, default=100.0)
+    o.add_argument("--maturity", type=float, default=1.0, help="years (default 1)")
+    o.add_argument("--quantity", type=float, default=1.0, help="units held (< 0 short)")
+    p.add_argument("--x64", action="store_true", help="compute in float64")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hedgejax", description="Monte Carlo hedging engine in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("price", help="Black-Scholes price of an option")
+    _market_args(p)
+    p = sub.add_parser("greeks", help="autodiff Greeks of an option")
+    _market_args(p)
+
+    p = sub.add_parser("hedge", help="simulate hedging an option and summarise the P&L")
+    _market_args(p)
+    p.add_argument("--drift", type=float, default=None,
+                   help="real-world drift of the world (default: risk-neutral rate - div)")
+    p.add_argument("--hedge-vol", type=float, default=None,
+                   help="volatility the hedger believes (default: the world's --vol)")
+    p.add_argument("--steps", type=int, default=252, help="rebalancing grid steps (252)")
+    p.add_argument("--strategy", choices=["none", "static", "delta", "band", "ww"],
+                   default="delta")
+    p.add_argument("--every", type=int, default=1, help="delta: rebalance every k steps")
+    p.add_argument("--width", type=float, default=0.05, help="band: half-width in shares")
+    p.add_argument("--risk-aversion", type=float, default=1.0, help="ww: risk aversion")
+    p.add_argument("--cost", type=float, default=0.0, help="proportional cost rate")
+    p.add_argument("--fixed", type=float, default=0.0, help="fixed fee per trade")
+    p.add_argument("--spread", type=float, default=0.0, help="half spread per share")
+    p.add_argument("--unwind", action="store_true", help="sell the hedge at T, paying costs")
+    p.add_argument("--paths", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alpha", type=float, default=0.99, help="VaR/ES confidence (0.99)")
+    p.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="write a histogram of hedged vs unhedged P&L")
+    return parser
+
+
+def _instrument(hj, args):
+    kinds = {"call": hj.EuropeanCall, "put": hj.EuropeanPut, "digital": hj.Digital}
+    return kinds[args.option](args.strike, args.maturity)
+
+
+def _price(hj, args) -> dict[str, Any]:
+    model = hj.BlackScholes(args.spot, args.vol, args.rate, args.div)
+    inst = _instrument(hj, args)
+    return {"price": args.quantity * float(hj.price(model, inst))}
+
+
+def _greeks(hj, args) -> dict[str, Any]:
+    model = hj.BlackScholes(args.spot, args.vol, args.rate, args.div)
+    g = hj.greeks(model, _instrument(hj, args)).as_dict()
+    return {k: args.quantity * v for k, v in g.items()}
+
+
+def _strategy(hj, args):
+    return {
+        "none": lambda: hj.NoHedge(),
+        "static": lambda: hj.StaticHedge(),
+        "delta": lambda: hj.DeltaHedge(every=args.every),
+        "band": lambda: hj.BandHedge(args.width),
+        "ww": lambda: hj.WhalleyWilmott(args.risk_aversion),
+    }[args.strategy]()
+
+
+def _hedge(hj, args) -> dict[str, Any]:
+    import jax
+
+    world = hj.BlackScholes(args.spot, args.vol, args.rate, args.div, drift=args.drift)
+    hedger = None
+    if args.hedge_vol is not None:
+        hedger = hj.BlackScholes(args.spot, args.hedge_vol, args.rate, args.div)
+    costs = hj.Proportional(args.cost) + hj.Fixed(args.fixed) + hj.Spread(args.spread)
+    book = hj.Book([_instrument(hj, args)], quantities=[args.quantity])
+    grid = hj.TimeGrid(args.maturity, args.steps)
+    result = hj.hedge(world, book, _strategy(hj, args), costs, grid, n_paths=args.paths,
+                      key=jax.random.key(args.seed), hedge_model=hedger, unwind=args.unwind)
+    stats = hj.summary(result, alpha=args.alpha)
+    if args.plot:
+        from ._plots import pnl_histogram
+        pnl_histogram(result, args.plot, title=f"{args.strategy} hedge of {args.option}")
+    return stats
+
+
+def _show(title: str, values: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for k, v in values.items():
+        table.add_row(k, f"{v:,.6g}" if isinstance(v, float) else str(v))
+    Console().print(table)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("paths", "steps", "every"):
+        if hasattr(args, name) and getattr(args, name) < 1:
+            _fail(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
+    for name in ("spot", "vol", "rate", "div", "strike", "maturity", "quantity", "cost"):
+        if hasattr(args, name) and not math.isfinite(getattr(args, name)):
+            _fail(f"--{name} must be finite, got {getattr(args, name)}")
+    import jax
+
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    import hedgejax as hj
+
+    run = {"price": _price, "greeks": _greeks, "hedge": _hedge}[args.command]
+    try:
+        values = run(hj, args)
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+    if args.json:
+        print(json.dumps({"command": args.command, "inputs": vars(args), "results": values}))
+    else:
+        _show(f"hedgejax {args.command}", values)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
