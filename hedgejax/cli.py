@@ -118,6 +118,34 @@ def _hedge(hj, args) -> dict[str, Any]:
     return stats
 
 
+_LABELS = {
+    "n_paths": "paths",
+    "initial_price": "book price V0",
+    "mean": "mean P&L",
+    "stderr": "std error of mean",
+    "std": "std P&L",
+    "var": "VaR (loss)",
+    "es": "expected shortfall (loss)",
+    "mean_hedge_error": "mean hedge error (before costs)",
+    "std_hedge_error": "std hedge error",
+    "mean_cost": "mean cost",
+    "mean_trades": "mean trades per path",
+    "unhedged_std": "std P&L unhedged",
+    "hedge_effectiveness": "hedge effectiveness",
+    "vega": "vega (per 1.00 vol)",
+    "rho": "rho (per 1.00 rate)",
+    "theta": "theta (per year)",
+}
+
+
+def _title(args) -> str:
+    what = f"{args.quantity:g} x {args.option} K={args.strike:g} T={args.maturity:g}y"
+    if args.command != "hedge":
+        return f"hedgejax {args.command}: {what}, S={args.spot:g} vol={args.vol:g}"
+    return (f"hedgejax hedge: {args.strategy} hedge of {what}, {args.paths:,} paths x "
+            f"{args.steps} steps, P&L in time-T money, VaR/ES at {args.alpha:g}")
+
+
 def _show(title: str, values: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -126,7 +154,7 @@ def _show(title: str, values: dict[str, Any]) -> None:
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for k, v in values.items():
-        table.add_row(k, f"{v:,.6g}" if isinstance(v, float) else str(v))
+        table.add_row(_LABELS.get(k, k), f"{v:,.6g}" if isinstance(v, float) else str(v))
     Console().print(table)
 
 
@@ -152,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"command": args.command, "inputs": vars(args), "results": values}))
     else:
-        _show(f"hedgejax {args.command}", values)
+        _show(_title(args), values)
     return 0
 
 

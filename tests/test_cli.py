@@ -55,7 +55,7 @@ def test_hedge_json_is_consistent(capsys, tmp_path):
 def test_hedge_table_output(capsys):
     assert cli.main(["hedge", "--paths", "500", "--steps", "10", "--strategy", "none"]) == 0
     text = capsys.readouterr().out
-    assert "hedge_effectiveness" in text and "mean_cost" in text
+    assert "hedge effectiveness" in text and "mean cost" in text
 
 
 @pytest.mark.parametrize(

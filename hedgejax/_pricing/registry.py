@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from .._instruments import AbstractInstrument, Book
 from .._models.base import AbstractModel
-from .._validate import as_float
+from .._validate import as_float, is_concrete
 
 # (model type, instrument type) -> fn(model, instrument, log_spot, tau) -> value
 Pricer = Callable[[AbstractModel, AbstractInstrument, jax.Array, jax.Array], jax.Array]
@@ -107,8 +107,19 @@ class Greeks(eqx.Module):
     volga: jax.Array
 
     def as_dict(self) -> dict[str, float]:
-        return {name: float(getattr(self, name)) for name in
-                ("delta", "gamma", "vega", "theta", "rho", "vanna", "volga")}
+        """The Greeks as Python floats (concrete scalar values only)."""
+        return {name: float(getattr(self, name)) for name in _GREEK_NAMES}
+
+    def __repr__(self) -> str:
+        values = [getattr(self, name) for name in _GREEK_NAMES]
+        if all(is_concrete(v) and jnp.ndim(v) == 0 for v in values):
+            body = ", ".join(f"{n}={float(v):.6g}" for n, v in zip(_GREEK_NAMES, values,
+                                                                   strict=True))
+            return f"Greeks({body})"
+        return eqx.tree_pformat(self)
+
+
+_GREEK_NAMES = ("delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
 
 
 def _vega_path(model: AbstractModel):
