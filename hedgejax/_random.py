@@ -70,6 +70,17 @@ def _symmetric(w0: jax.Array, w1: jax.Array, dtype) -> jax.Array:
     return odd.astype(dtype) * np.asarray(2.0**-24, dtype)
 
 
+def _open_uniform(w0: jax.Array, w1: jax.Array, dtype) -> jax.Array:
+    """Uniform on (0, 1) as an odd multiple of 2^-b, (2m + 1) / 2^b for a (b-1)-bit m
+    (b = 24 in float32, 53 in float64): exact, so it never rounds to 0 or 1."""
+    if jnp.dtype(dtype) == jnp.float64:
+        hi = (w0 >> np.uint32(6)).astype(jnp.float64)  # 26 bits
+        lo = (w1 >> np.uint32(6)).astype(jnp.float64)  # 26 bits
+        return (2.0 * (hi * 2.0**26 + lo) + 1.0) * 2.0**-53
+    odd = (w0 >> np.uint32(9)).astype(jnp.int32) * 2 + 1
+    return odd.astype(dtype) * np.asarray(2.0**-24, dtype)
+
+
 class Draws:
     """Random numbers for one step of all paths in a block.
 
@@ -93,7 +104,7 @@ class Draws:
 
     def uniform(self, stream: int) -> jax.Array:
         """Uniforms in the open interval (0, 1), one per path."""
-        return 0.5 * (_symmetric(*self._words(stream), self.dtype) + 1)
+        return _open_uniform(*self._words(stream), self.dtype)
 
     def normal(self, stream: int) -> jax.Array:
         """Standard normals, one per path: sqrt(2) erfinv(v) with v uniform on (-1, 1)."""

@@ -47,4 +47,8 @@ def _digital(model: BlackScholes, inst: Digital, log_spot, tau) -> jax.Array:
     live, tau_safe, _, d2 = _d1_d2(model, log_spot, inst.strike, tau)
     sign = -1.0 if inst.put else 1.0
     value = inst.cash * jnp.exp(-model.rate * tau_safe) * norm_cdf(sign * d2)
-    return jnp.where(live, value, inst.payoff(jnp.exp(log_spot)))
+    # Decide the expired payoff in log space: exp(log(K)) != K in floating point, so a spot
+    # exactly at the strike must not pass through exp.
+    in_the_money = sign * (log_spot - jnp.log(inst.strike)) > 0
+    payoff = jnp.where(in_the_money, inst.cash, jnp.zeros_like(inst.cash))
+    return jnp.where(live, value, payoff)
