@@ -165,9 +165,9 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
             new_spot = jnp.exp(state.log_spot)
             to_end = jnp.exp(r * (t_end - t - dt))
             gains = gains + target * (new_spot * div_growth - spot * carry_growth) * to_end
-            if inside:  # instruments expiring inside the grid pay at their maturity
-                paid = paid + _payoffs_at(book, expiry, jnp.minimum(i + 1, n - 1), new_spot) * (
-                    jnp.where(i + 1 < n, to_end, 0.0))
+            if inside:  # instruments expiring before the grid's end pay at their maturity
+                pay_step = jnp.where(i + 1 < n, i + 1, -1)  # at the end: paid after the loop
+                paid = paid + _payoffs_at(book, expiry, pay_step, new_spot) * to_end
             return (state, new_spot, target, gains, cost, n_trades, paid), None
 
         carry, _ = lax.scan(jax.checkpoint(body), carry0, jnp.arange(n, dtype=jnp.int32))
@@ -245,6 +245,8 @@ def hedge(
         >>> res.pnl.shape
         (1000,)
     """
+    if not isinstance(book, (Book, AbstractInstrument)):
+        raise ValueError(f"book must be a Book or an instrument, got {type(book).__name__}")
     book = as_book(book)
     costs = NoCost() if costs is None else costs
     hedge_model = model if hedge_model is None else hedge_model

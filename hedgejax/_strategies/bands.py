@@ -32,9 +32,10 @@ class BandHedge(AbstractStrategy):
         return trade_to_band(position, -obs.delta, self.width)
 
 
-def _safe_cbrt(x: jax.Array, tiny: float = 1e-20) -> jax.Array:
-    """Cube root of x >= 0 with a finite gradient at 0 (the "double where" trick)."""
-    positive = x > tiny
+def _safe_cbrt(x: jax.Array) -> jax.Array:
+    """Cube root of x >= 0 with a finite gradient at 0 (the "double where" trick). For x > 0
+    the derivative 1/(3 x^(2/3)) stays finite even for subnormal float32 x."""
+    positive = x > 0
     return jnp.where(positive, jnp.cbrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
