@@ -29,7 +29,6 @@ Results: ``experiments/results/bench_w1.json`` and ``.md`` (written atomically),
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import math
@@ -40,11 +39,12 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from hedgejax._io import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "experiments" / "results" / "bench_w1.json"
@@ -547,21 +547,6 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -633,8 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rows": rows,
     }
     _print_table(rows)
-    _write_atomic(out, json.dumps(_finite(report), indent=2, allow_nan=False, default=str) + "\n")
-    _write_atomic(out.with_suffix(".md"), _markdown(report))
+    text = json.dumps(_finite(report), indent=2, allow_nan=False, default=str) + "\n"
+    atomic_write_text(out, text)
+    atomic_write_text(out.with_suffix(".md"), _markdown(report))
     print(f"wrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
     return 1 if any(r.get("error") for r in rows) else 0
 

@@ -1,0 +1,34 @@
+"""The W1 benchmark runs end to end (speed is the benchmark's business, not the tests')."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_w1_quick_runs_and_implementations_agree(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "bench_w1.py"), "--quick",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    rows = {row["impl"]: row for row in report["rows"]}
+    assert {"hedgejax-f32", "numpy-f64"} <= set(rows)
+    for row in rows.values():
+        assert row["mpath_steps_per_s"] > 0 and row["peak_rss_mib"] > 0
+    # Same workload: P&L means agree within Monte Carlo error (independent streams).
+    a, b = rows["hedgejax-f32"], rows["numpy-f64"]
+    se = (a["pnl_std"] ** 2 / a["n_paths"] + b["pnl_std"] ** 2 / b["n_paths"]) ** 0.5
+    assert abs(a["pnl_mean"] - b["pnl_mean"]) < 5 * se
+    assert out.with_suffix(".md").exists()
+
+
+def test_bench_w1_bad_flag_is_one_line_status_2():
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_w1.py"),
+                           "--paths", "nope"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
