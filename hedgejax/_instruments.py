@@ -29,6 +29,11 @@ class AbstractInstrument(eqx.Module):
         """Cash paid at maturity when the underlying ends at `spot`."""
 
 
+def _check_strike_maturity(instrument: AbstractInstrument) -> None:
+    check_positive("strike", instrument.strike)
+    check_positive("maturity", instrument.maturity)
+
+
 class EuropeanCall(AbstractInstrument):
     """European call: pays max(S_T - strike, 0) at `maturity` (years)."""
 
@@ -36,8 +41,7 @@ class EuropeanCall(AbstractInstrument):
     maturity: jax.Array = eqx.field(converter=as_float)
 
     def __check_init__(self):
-        check_positive("strike", self.strike)
-        check_positive("maturity", self.maturity)
+        _check_strike_maturity(self)
 
     def payoff(self, spot: jax.Array) -> jax.Array:
         return jnp.maximum(spot - self.strike, 0.0)
@@ -50,8 +54,7 @@ class EuropeanPut(AbstractInstrument):
     maturity: jax.Array = eqx.field(converter=as_float)
 
     def __check_init__(self):
-        check_positive("strike", self.strike)
-        check_positive("maturity", self.maturity)
+        _check_strike_maturity(self)
 
     def payoff(self, spot: jax.Array) -> jax.Array:
         return jnp.maximum(self.strike - spot, 0.0)
@@ -68,8 +71,7 @@ class Digital(AbstractInstrument):
     put: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):
-        check_positive("strike", self.strike)
-        check_positive("maturity", self.maturity)
+        _check_strike_maturity(self)
         check_finite("cash", self.cash)
 
     def payoff(self, spot: jax.Array) -> jax.Array:
