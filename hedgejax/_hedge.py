@@ -32,7 +32,7 @@ from ._models.base import AbstractModel
 from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
 from ._strategies.base import AbstractStrategy, Observation
-from ._validate import check_int, float_dtype, is_concrete
+from ._validate import check_int, check_n_paths, float_dtype, is_concrete
 
 
 class HedgeResult(eqx.Module):
@@ -109,8 +109,10 @@ def _payoffs_at(book: Book, expiry, step: jax.Array, spot: jax.Array) -> jax.Arr
     return total
 
 
-def _observe(hedge_model, book, expiry, costs, step, t, t_end, log_spot, spot) -> Observation:
+def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot) -> Observation:
     alive = tuple(e > step for e in expiry)
+    log_spot = state.log_spot
+    hedge_model = hedge_model.conditioned(state)
 
     def total_value(x):
         return jnp.sum(book_value_log(hedge_model, book, x, t, alive))
@@ -124,7 +126,7 @@ def _observe(hedge_model, book, expiry, costs, step, t, t_end, log_spot, spot) -
     return Observation(
         step=step, time=t, time_to_maturity=(t_end - t).astype(dtype), spot=spot,
         delta=delta, gamma=gamma, cost_rate=costs.proportional_rate(spot),
-        rate=jnp.asarray(hedge_model.rate, dtype))
+        rate=jnp.asarray(hedge_model.rate, dtype), variance=state.variance)
 
 
 # Paths per block: blocks run one after another, each the whole scan. Measured on the 2-core
@@ -157,7 +159,7 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
         def body(carry, i):
             state, spot, position, gains, cost, n_trades, paid = carry
             t = i.astype(dtype) * dt
-            obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state.log_spot, spot)
+            obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state, spot)
             target = strategy(obs, position).astype(dtype)
             trade = target - position
             cost = cost + costs(trade, spot) * jnp.exp(r * (t_end - t))
@@ -177,7 +179,7 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
 
         book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
         beyond = tuple(e > n for e in expiry)
-        book_T = book_T + book_value_log(hedge_model, book, state.log_spot,
+        book_T = book_T + book_value_log(hedge_model.conditioned(state), book, state.log_spot,
                                          jnp.asarray(t_end, dtype), beyond)
         if unwind:
             trade = -position
@@ -253,9 +255,7 @@ def hedge(
     costs = NoCost() if costs is None else costs
     hedge_model = model if hedge_model is None else hedge_model
     _check_types(model, book, strategy, costs, grid, hedge_model)
-    n_paths = check_int("n_paths", n_paths, 1)
-    if n_paths >= 2**32:
-        raise ValueError(f"n_paths must be < 2**32, got n_paths={n_paths}")
+    n_paths = check_n_paths(n_paths, model)
     if isinstance(key, int):
         key = jax.random.key(key)
     expiry, inside = _expiry_steps(book, grid)

@@ -12,7 +12,7 @@ from ._grid import TimeGrid
 from ._instruments import AbstractInstrument
 from ._models.base import AbstractModel
 from ._random import Draws, key_words
-from ._validate import check_int, float_dtype
+from ._validate import check_int, check_n_paths, float_dtype
 
 
 @eqx.filter_jit
@@ -38,7 +38,7 @@ def simulate(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Array)
     Stores every step: meant for small runs and plots (`hedge()` never stores paths). The
     paths are exactly those `hedge()` sees for the same model, grid and key.
     """
-    n_paths = check_int("n_paths", n_paths, 1)
+    n_paths = check_n_paths(n_paths, model)
     return _simulate(model, grid, n_paths, key)
 
 

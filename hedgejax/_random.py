@@ -89,11 +89,13 @@ class Draws:
     """
 
     def __init__(self, key: tuple[jax.Array, jax.Array], path_index: jax.Array,
-                 step: jax.Array, dtype):
+                 step: jax.Array, dtype, antithetic: bool = False):
         self.key = key
         self.path_index = path_index
         self.step = jnp.asarray(step).astype(jnp.uint32)
         self.dtype = dtype
+        # Antithetic draws mirror the same counters: z -> -z and u -> 1 - u, exactly.
+        self.antithetic = antithetic
 
     def _words(self, stream: int) -> tuple[jax.Array, jax.Array]:
         if not 0 <= stream < MAX_STREAMS:
@@ -104,9 +106,11 @@ class Draws:
 
     def uniform(self, stream: int) -> jax.Array:
         """Uniforms in the open interval (0, 1), one per path."""
-        return _open_uniform(*self._words(stream), self.dtype)
+        u = _open_uniform(*self._words(stream), self.dtype)
+        return 1 - u if self.antithetic else u
 
     def normal(self, stream: int) -> jax.Array:
         """Standard normals, one per path: sqrt(2) erfinv(v) with v uniform on (-1, 1)."""
         v = _symmetric(*self._words(stream), self.dtype)
-        return np.sqrt(2.0).astype(self.dtype) * lax.erf_inv(v)
+        z = np.sqrt(2.0).astype(self.dtype) * lax.erf_inv(v)
+        return -z if self.antithetic else z

@@ -61,3 +61,16 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
     return int(value)
+
+
+def check_n_paths(n_paths: Any, model: Any) -> int:
+    """`n_paths` as an int in [1, 2^32), and at most what `model` can produce."""
+    n_paths = check_int("n_paths", n_paths, 1)
+    limit = getattr(model, "max_paths", None)
+    if n_paths >= 2**32:
+        raise ValueError(f"n_paths must be < 2**32, got n_paths={n_paths}")
+    if limit is not None and n_paths > limit:
+        raise ValueError(
+            f"n_paths must be <= {limit} for {type(model).__name__} (it holds {limit} paths), "
+            f"got n_paths={n_paths}")
+    return n_paths

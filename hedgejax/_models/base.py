@@ -17,10 +17,13 @@ class ModelState(NamedTuple):
 
     Attributes:
         log_spot: log of the underlying's price, shape (n_paths,).
-        aux: model-specific state (e.g. the variance under Heston), or None.
+        variance: instantaneous variance (per year) for stochastic-volatility models, shape
+            (n_paths,); None for models without one. Strategies see it as `obs.variance`.
+        aux: any other model-specific state (e.g. an index into historical data), or None.
     """
 
     log_spot: jax.Array
+    variance: jax.Array | None = None
     aux: Any = None
 
 
@@ -49,6 +52,21 @@ class AbstractModel(eqx.Module):
     @abc.abstractmethod
     def risk_neutral(self) -> AbstractModel:
         """The same model under the risk-neutral measure (drift r - q)."""
+
+    @property
+    def max_paths(self) -> int | None:
+        """The most paths this model can produce (data-backed models hold finitely many);
+        None means unlimited. `hedge()` and `simulate()` refuse larger `n_paths`."""
+        return None
+
+    def conditioned(self, state: ModelState) -> AbstractModel:
+        """This model as a hedger uses it after observing the world's `state` at a step.
+
+        Black-Scholes ignores the state; a stochastic-volatility hedge model sets its current
+        variance to the observed `state.variance` (per path), so its Greeks are conditional
+        on what the hedger sees. The default returns the model unchanged.
+        """
+        return self
 
     def replace(self, **changes: Any) -> AbstractModel:
         """A copy with some fields changed, validated like the constructor.

@@ -21,6 +21,8 @@ class Observation(eqx.Module):
         gamma: the book's gamma under the hedge model, by autodiff.
         cost_rate: the costs' proportional rate at S_i (cost per unit traded value).
         rate: the hedge model's continuously compounded rate.
+        variance: the world's instantaneous variance (per year) at t_i for stochastic
+            volatility worlds (e.g. Heston), shape (n_paths,); None otherwise.
     """
 
     step: jax.Array
@@ -31,6 +33,7 @@ class Observation(eqx.Module):
     gamma: jax.Array
     cost_rate: jax.Array
     rate: jax.Array
+    variance: jax.Array | None = None
 
 
 class AbstractStrategy(eqx.Module):
