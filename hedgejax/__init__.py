@@ -51,7 +51,7 @@ from ._models import (
 from ._models import (
     ModelState as ModelState,
 )
-from ._montecarlo import mc_price as mc_price
+from ._montecarlo import MCGreek as MCGreek, mc_greeks as mc_greeks, mc_price as mc_price
 from ._montecarlo import simulate as simulate
 from ._pricing import Greeks as Greeks
 from ._pricing import greeks as greeks

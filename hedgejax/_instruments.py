@@ -28,6 +28,12 @@ class AbstractInstrument(eqx.Module):
     def payoff(self, spot: jax.Array) -> jax.Array:
         """Cash paid at maturity when the underlying ends at `spot`."""
 
+    @abc.abstractmethod
+    def smoothed_payoff(self, spot: jax.Array, width: jax.Array) -> jax.Array:
+        """A smooth version of `payoff`, its kink or jump spread over about `width` (currency)
+        around the strike. Used only for Monte Carlo second derivatives (`mc_greeks` gamma);
+        it tends to `payoff` as width -> 0."""
+
 
 def _check_strike_maturity(instrument: AbstractInstrument) -> None:
     check_positive("strike", instrument.strike)
@@ -46,6 +52,9 @@ class EuropeanCall(AbstractInstrument):
     def payoff(self, spot: jax.Array) -> jax.Array:
         return jnp.maximum(spot - self.strike, 0.0)
 
+    def smoothed_payoff(self, spot: jax.Array, width: jax.Array) -> jax.Array:
+        return width * jax.nn.softplus((spot - self.strike) / width)
+
 
 class EuropeanPut(AbstractInstrument):
     """European put: pays max(strike - S_T, 0) at `maturity` (years)."""
@@ -58,6 +67,9 @@ class EuropeanPut(AbstractInstrument):
 
     def payoff(self, spot: jax.Array) -> jax.Array:
         return jnp.maximum(self.strike - spot, 0.0)
+
+    def smoothed_payoff(self, spot: jax.Array, width: jax.Array) -> jax.Array:
+        return width * jax.nn.softplus((self.strike - spot) / width)
 
 
 class Digital(AbstractInstrument):
@@ -77,6 +89,10 @@ class Digital(AbstractInstrument):
     def payoff(self, spot: jax.Array) -> jax.Array:
         above = spot < self.strike if self.put else spot > self.strike
         return jnp.where(above, self.cash, jnp.zeros_like(self.cash))
+
+    def smoothed_payoff(self, spot: jax.Array, width: jax.Array) -> jax.Array:
+        sign = -1.0 if self.put else 1.0
+        return self.cash * jax.nn.sigmoid(sign * (spot - self.strike) / width)
 
 
 def _stack(instruments: Sequence[AbstractInstrument]) -> AbstractInstrument:

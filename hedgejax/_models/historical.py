@@ -1,0 +1,444 @@
+"""Worlds made of data: hedging along recorded price series, or along block-bootstrap resamples
+of their log-returns, and a strict CSV loader for such series.
+
+The time grid's `dt` is the user's statement of the data's frequency: one grid step is one
+step of the data. Daily closes hedged over a year use `TimeGrid(1.0, 252)`; weekly closes over
+a quarter use `TimeGrid(13 / 52, 13)`. `dt` matters only for financing (`rate`, `div`) and
+for the hedge model's Greeks; it never stretches or interpolates the data.
+
+These worlds have no price and no risk-neutral measure: pass a pricing model as
+`hedge(..., hedge_model=BlackScholes(...))`. It prices the book at t0 (V0, at the world's
+`spot`) and gives the Greeks that drive the strategy.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import math
+import os
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._grid import TimeGrid
+from .._random import Draws
+from .._validate import as_float, check_finite, check_int, check_positive, is_concrete
+from .base import AbstractModel, ModelState
+
+_NO_MEASURE = (
+    "{name} has no risk-neutral measure: its paths are data (or resampled data), not a "
+    "pricing model. Price with a model instead and pass it as "
+    "hedge(..., hedge_model=BlackScholes(spot, vol, rate))"
+)
+
+
+def _check_prices(prices: np.ndarray, shown_ndim: int) -> None:
+    """Raise `ValueError` naming the first entry of `prices` that is not finite and > 0."""
+    bad = ~(np.isfinite(prices) & (prices > 0))
+    if np.any(bad):
+        position = tuple(int(k) for k in np.argwhere(bad)[0])
+        where = position[1:] if shown_ndim == 1 else position
+        index = ", ".join(str(k) for k in where)
+        raise ValueError(
+            f"prices must be finite and > 0 everywhere, got prices[{index}]="
+            f"{prices[position].item()!r}")
+
+
+def _as_price_matrix(prices) -> tuple[np.ndarray, int]:
+    """`prices` as a float64 (n_series, n_points) array, validated; and the input's ndim."""
+    try:
+        array = np.asarray(prices, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"prices must be an array of numbers, got {prices!r}") from None
+    if array.ndim not in (1, 2):
+        raise ValueError(
+            "prices must be 1-D (one series) or 2-D (n_series, n_points), got "
+            f"prices.shape={array.shape}")
+    ndim = array.ndim
+    matrix = array.reshape(1, -1) if ndim == 1 else array
+    if matrix.shape[0] < 1 or matrix.shape[1] < 2:
+        raise ValueError(
+            "prices must hold at least one series of at least 2 points, got "
+            f"prices.shape={array.shape}")
+    _check_prices(matrix, ndim)
+    return matrix, ndim
+
+
+class HistoricalPaths(AbstractModel):
+    """A world that replays recorded price series: path p follows series p, step by step.
+
+    Args:
+        prices: shape (n_series, n_points), or 1-D for one series; every entry finite and
+            > 0 (currency). Step i of the time grid moves from column i to column i + 1, so a
+            grid may have at most n_points - 1 steps (see `check_grid`).
+        rate: continuously compounded risk-free rate (per year) that finances the hedge.
+        div: continuously compounded dividend yield (per year) earned on shares held. Use 0
+            when `prices` is a total-return series (dividends already in the prices).
+        spot: the price every path starts from (currency, > 0). Each series is rescaled,
+            S_p(t_j) = spot x prices[p, j] / prices[p, 0]: this keeps every series' returns
+            and changes its level, so one t0 price V0 (`hedge()` prices the book at
+            `model.spot`) applies to all paths. None means the first series' first price.
+
+    The grid's `dt` is the data frequency in years (daily data: `TimeGrid(1.0, 252)` for a
+    year of 252 steps). Paths are data, so `hedge()` and `simulate()` accept at most
+    `max_paths` = n_series paths, and the key is unused. The state's `aux` holds, per path,
+    log(spot) - log(prices[p, 0]), the shift of the log-price series.
+
+    A grid longer than the data is an error: call `check_grid(grid)` eagerly. Inside a
+    compiled `step`, columns past the data give NaN spots rather than silently repeating the
+    last price, so `hedge()` stops with its non-finite P&L error.
+
+    Example:
+        >>> import jax, hedgejax as hj
+        >>> model = HistoricalPaths([[100.0, 101.0, 99.0], [50.0, 49.0, 51.0]], rate=0.01)
+        >>> grid = hj.TimeGrid(2 / 252, 2)      # daily data, two steps
+        >>> model.check_grid(grid)
+        >>> hj.simulate(model, grid, 2, jax.random.key(0)).round(2)
+        Array([[100., 101.,  99.],
+               [100.,  98., 102.]], dtype=float32)
+    """
+
+    prices: jax.Array
+    rate: jax.Array
+    div: jax.Array
+    spot: jax.Array
+    # No vol parameter: these worlds have no price, so `greeks()` never reads it.
+    vega_field: ClassVar[str] = ""
+
+    def __init__(self, prices, rate=0.0, div=0.0, spot=None):
+        if is_concrete(prices):
+            matrix, _ = _as_price_matrix(prices)
+            self.prices = as_float(matrix)
+            first = matrix[0, 0]
+        else:  # traced (e.g. `replace` under jit): shapes still known, values not
+            self.prices = prices if jnp.ndim(prices) == 2 else jnp.reshape(prices, (1, -1))
+            first = self.prices[0, 0]
+        self.rate = as_float(rate)
+        self.div = as_float(div)
+        self.spot = as_float(first if spot is None else spot)
+
+    def __check_init__(self):
+        check_positive("spot", self.spot)
+        check_finite("rate", self.rate)
+        check_finite("div", self.div)
+
+    @classmethod
+    def from_windows(cls, prices, window: int, stride: int = 1, rate=0.0, div=0.0,
+                     spot=None) -> HistoricalPaths:
+        """Paths from the windows of one long series: series k is
+        prices[k*stride : k*stride + window + 1], i.e. `window` steps each (a backtest of
+        the same hedge started on every `stride`-th date).
+
+        Example:
+            >>> HistoricalPaths.from_windows([1.0, 2.0, 3.0, 4.0, 5.0], window=2).prices
+            Array([[1., 2., 3.],
+                   [2., 3., 4.],
+                   [3., 4., 5.]], dtype=float32)
+        """
+        matrix, ndim = _as_price_matrix(prices)
+        if ndim != 1:
+            raise ValueError(f"prices must be 1-D for from_windows, got shape={matrix.shape}")
+        series = matrix[0]
+        n_returns = series.size - 1
+        window = check_int("window", window, 1)
+        stride = check_int("stride", stride, 1)
+        if window > n_returns:
+            raise ValueError(
+                f"window must be <= {n_returns} (the data has {series.size} points), got "
+                f"window={window}")
+        starts = np.arange(0, n_returns - window + 1, stride)
+        windows = np.stack([series[s:s + window + 1] for s in starts])
+        return cls(windows, rate=rate, div=div, spot=spot)
+
+    @property
+    def n_series(self) -> int:
+        return int(self.prices.shape[0])
+
+    @property
+    def n_points(self) -> int:
+        """Prices per series: a grid may take at most n_points - 1 steps."""
+        return int(self.prices.shape[1])
+
+    @property
+    def max_paths(self) -> int:
+        return self.n_series
+
+    def check_grid(self, grid: TimeGrid) -> None:
+        """Raise `ValueError` if `grid` takes more steps than the data holds (n_points - 1).
+
+        Checked eagerly (the compiled `step` cannot raise); `hedge()` and `simulate()` call
+        it when the model has it.
+        """
+        steps = self.n_points - 1
+        if grid.n_steps > steps:
+            raise ValueError(
+                f"the time grid has n_steps={grid.n_steps} but the data holds only {steps} "
+                f"steps ({self.n_points} prices per series); use a grid of at most {steps} "
+                "steps (one grid step per data step)")
+
+    def _series(self, path_index: jax.Array) -> jax.Array:
+        # Paths beyond the data only pad the last block of a run and are discarded.
+        return jnp.minimum(path_index, self.n_series - 1).astype(jnp.int32)
+
+    def init(self, path_index: jax.Array) -> ModelState:
+        log_first = jnp.log(self.prices[self._series(path_index), 0])
+        shift = jnp.log(self.spot).astype(log_first.dtype) - log_first
+        return ModelState(log_spot=shift + log_first, aux=shift)
+
+    def step(self, state: ModelState, t: jax.Array, dt: float, draws: Draws) -> ModelState:
+        column = draws.step.astype(jnp.int32) + 1
+        last = self.n_points - 1
+        price = self.prices[self._series(draws.path_index), jnp.minimum(column, last)]
+        log_spot = (state.aux + jnp.log(price)).astype(state.log_spot.dtype)
+        log_spot = jnp.where(column <= last, log_spot, jnp.nan)
+        return ModelState(log_spot=log_spot, variance=state.variance, aux=state.aux)
+
+    def risk_neutral(self) -> AbstractModel:
+        """Not defined: raises `ValueError` (data carries no risk-neutral measure)."""
+        raise ValueError(_NO_MEASURE.format(name="HistoricalPaths"))
+
+
+class Bootstrap(AbstractModel):
+    """Moving block bootstrap of historical log-returns (Kunsch 1989): unlimited paths that
+    reuse the data's returns in contiguous blocks, keeping their short-range dependence
+    (volatility clustering within a block).
+
+    Args:
+        returns: 1-D log-returns of the data, log(S_{j+1} / S_j), one per data step; finite.
+        block: block length in steps, an integer in [1, n_returns].
+        spot: price at t=0 (currency, > 0).
+        rate: continuously compounded risk-free rate (per year) that finances the hedge.
+        div: continuously compounded dividend yield (per year) earned on shares held.
+        demean: subtract the sample mean log-return from every return (and add no drift
+            back): a driftless resample, E[log S_T / S_0] = 0, so a trend in the data does
+            not masquerade as hedging P&L. (The price itself then drifts by about half the
+            variance; this is not a risk-neutral measure.)
+
+    Each path, at steps i with i % block == 0, draws a start index uniformly from
+    [0, n_returns - block] using `draws.uniform(0)` (kept in the state's `aux`), and moves
+    by returns[start + i % block] at step i. The grid's `dt` is the data frequency in years
+    (daily returns: `TimeGrid(1.0, 252)` for a year); it only affects financing and the hedge
+    model's Greeks, never the returns. Start indices come from float uniforms: with more than
+    about 10^6 returns (float32) they are no longer exactly uniform.
+
+    Example:
+        >>> import jax, hedgejax as hj
+        >>> model = Bootstrap.from_prices([100.0, 101.0, 99.0, 100.5, 102.0], block=2)
+        >>> paths = hj.simulate(model, hj.TimeGrid(4 / 252, 4), 3, jax.random.key(0))
+        >>> paths.shape
+        (3, 5)
+    """
+
+    returns: jax.Array
+    spot: jax.Array
+    rate: jax.Array
+    div: jax.Array
+    block: int = eqx.field(static=True)
+    demean: bool = eqx.field(static=True)
+    # No vol parameter: these worlds have no price, so `greeks()` never reads it.
+    vega_field: ClassVar[str] = ""
+
+    def __init__(self, returns, block=20, spot=100.0, rate=0.0, div=0.0, demean=False):
+        if is_concrete(returns):
+            try:
+                array = np.asarray(returns, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"returns must be an array of numbers, got {returns!r}") from None
+            if array.ndim != 1 or array.size < 1:
+                raise ValueError(
+                    f"returns must be a non-empty 1-D array, got returns.shape={array.shape}")
+            bad = ~np.isfinite(array)
+            if np.any(bad):
+                k = int(np.argmax(bad))
+                raise ValueError(f"returns must be finite, got returns[{k}]={array[k]!r}")
+            returns = array
+        self.returns = as_float(returns)
+        n_returns = int(self.returns.shape[0])
+        self.block = check_int("block", block, 1)
+        if self.block > n_returns:
+            raise ValueError(
+                f"block must be an integer in [1, {n_returns}] (the number of returns), got "
+                f"block={block}")
+        self.spot = as_float(spot)
+        self.rate = as_float(rate)
+        self.div = as_float(div)
+        self.demean = bool(demean)
+
+    def __check_init__(self):
+        check_positive("spot", self.spot)
+        check_finite("rate", self.rate)
+        check_finite("div", self.div)
+
+    @classmethod
+    def from_prices(cls, prices, block: int = 20, spot=None, rate=0.0, div=0.0,
+                    demean: bool = False) -> Bootstrap:
+        """A bootstrap of the log-returns log(prices[j+1] / prices[j]) of one 1-D series
+        (finite, > 0). `spot` defaults to the last price (today's level)."""
+        matrix, ndim = _as_price_matrix(prices)
+        if ndim != 1:
+            raise ValueError(
+                "prices must be 1-D for Bootstrap.from_prices (returns across the joins of "
+                f"several series would be fictitious), got shape={matrix.shape}")
+        series = matrix[0]
+        returns = np.diff(np.log(series))
+        return cls(returns, block=block, spot=series[-1] if spot is None else spot,
+                   rate=rate, div=div, demean=demean)
+
+    @property
+    def n_returns(self) -> int:
+        return int(self.returns.shape[0])
+
+    def _returns(self) -> jax.Array:
+        if self.demean:
+            return self.returns - jnp.mean(self.returns)
+        return self.returns
+
+    def init(self, path_index: jax.Array) -> ModelState:
+        log_spot = jnp.broadcast_to(jnp.log(self.spot), path_index.shape)
+        # The start index is drawn at step 0 (0 % block == 0); this is a placeholder.
+        return ModelState(log_spot=log_spot, aux=jnp.zeros(path_index.shape, jnp.int32))
+
+    def step(self, state: ModelState, t: jax.Array, dt: float, draws: Draws) -> ModelState:
+        offset = (draws.step % np.uint32(self.block)).astype(jnp.int32)
+        n_starts = self.n_returns - self.block + 1
+        u = draws.uniform(0)
+        drawn = jnp.clip(jnp.floor(u * n_starts).astype(jnp.int32), 0, n_starts - 1)
+        start = jnp.where(offset == 0, drawn, state.aux)
+        log_return = self._returns()[start + offset].astype(state.log_spot.dtype)
+        return ModelState(log_spot=state.log_spot + log_return, variance=state.variance,
+                          aux=start)
+
+    def risk_neutral(self) -> AbstractModel:
+        """Not defined: raises `ValueError` (resampled data carries no risk-neutral measure)."""
+        raise ValueError(_NO_MEASURE.format(name="Bootstrap"))
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV input.
+# ---------------------------------------------------------------------------------------------
+
+
+def _comment_free(lines):
+    """Lines of a file with '#' comment lines blanked (kept, so csv's line numbers hold)."""
+    for line in lines:
+        yield "\n" if line.lstrip().startswith("#") else line
+
+
+def load_prices_csv(path: str | os.PathLike, date_column: str = "date",
+                    price_column: str | None = None,
+                    parse_dates: bool = True) -> tuple[np.ndarray | list[str], np.ndarray]:
+    """Read one price series from a CSV file with a header line.
+
+    Args:
+        path: the file (str or `pathlib.Path`), UTF-8 (a byte-order mark is allowed).
+        date_column: the header name of the date column.
+        price_column: the header name of the price column; None means the first column that
+            is not `date_column`.
+        parse_dates: dates must be ISO `YYYY-MM-DD`, strictly increasing (no duplicates), and
+            are returned as a `numpy.datetime64[D]` array. False returns them as a list of
+            the strings in the file, only checked for being non-empty and distinct.
+
+    Returns:
+        (dates, prices): prices a float64 array, all finite and > 0 (currency).
+
+    Lines whose first non-blank character is '#' are comments and, with blank lines, are
+    skipped. Every problem raises `ValueError` naming the file, the 1-based line number and
+    the reason: empty file, missing column, missing or non-numeric value, non-positive or
+    non-finite price, malformed, unsorted or duplicate dates.
+
+    Example:
+        >>> from importlib.resources import as_file, files
+        >>> with as_file(files("hedgejax.data") / "sample_prices.csv") as path:
+        ...     dates, prices = load_prices_csv(path)
+        >>> str(dates[0]), prices.dtype
+        ('2021-01-04', dtype('float64'))
+    """
+    name = os.fspath(path)
+
+    def fail(line: int, reason: str) -> ValueError:
+        return ValueError(f"{name}, line {line}: {reason}")
+
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(_comment_free(f))
+        header = None
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                header = [cell.strip() for cell in row]
+                break
+        if header is None:
+            raise fail(max(reader.line_num, 1), "empty file: no header line")
+        header_line = reader.line_num
+        if date_column not in header:
+            raise fail(header_line,
+                       f"missing column {date_column!r} (date_column); the header has {header}")
+        date_at = header.index(date_column)
+        if price_column is None:
+            others = [k for k, col in enumerate(header) if k != date_at]
+            if not others:
+                raise fail(header_line, f"missing column: no price column besides "
+                           f"{date_column!r}; the header has {header}")
+            price_at = others[0]
+        elif price_column in header:
+            price_at = header.index(price_column)
+        else:
+            raise fail(header_line,
+                       f"missing column {price_column!r} (price_column); the header has {header}")
+        price_name = header[price_at]
+
+        dates: list = []
+        prices: list[float] = []
+        seen: dict[str, int] = {}
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                raise fail(line, f"{len(row)} fields where the header has {len(header)}")
+            date_text = row[date_at].strip()
+            price_text = row[price_at].strip()
+            if not date_text:
+                raise fail(line, f"missing value in column {date_column!r}")
+            if not price_text:
+                raise fail(line, f"missing value in column {price_name!r}")
+            try:
+                value = float(price_text)
+            except ValueError:
+                raise fail(line, f"non-numeric value {price_text!r} in column "
+                           f"{price_name!r}") from None
+            if not math.isfinite(value) or value <= 0:
+                raise fail(line, f"price must be finite and > 0, got {price_text!r} in column "
+                           f"{price_name!r}")
+            if date_text in seen:
+                raise fail(line, f"duplicate date {date_text!r} (first on line "
+                           f"{seen[date_text]})")
+            seen[date_text] = line
+            if parse_dates:
+                date = _iso_date(date_text)
+                if date is None:
+                    raise fail(line, f"date {date_text!r} is not an ISO date YYYY-MM-DD "
+                               "(pass parse_dates=False to keep dates as text)")
+                if dates and date <= dates[-1]:
+                    raise fail(line, f"dates must be increasing: {date_text} comes after "
+                               f"{dates[-1].isoformat()}")
+                dates.append(date)
+            else:
+                dates.append(date_text)
+            prices.append(value)
+        if not prices:
+            raise fail(header_line + 1, "no data rows after the header")
+
+    out_dates = np.array(dates, dtype="datetime64[D]") if parse_dates else dates
+    return out_dates, np.asarray(prices, dtype=np.float64)
+
+
+def _iso_date(text: str) -> datetime.date | None:
+    if len(text) != 10 or text[4] != "-" or text[7] != "-":
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        return None
