@@ -486,3 +486,22 @@ def test_float32_is_default_and_close_to_closed_form():
     g = hj.greeks(model, call)
     for name in GREEK_NAMES:
         _close(getattr(g, name), ref[name], rtol=2e-4, atol=1e-5)
+
+
+def test_per_instrument_greeks_are_positions_in_order_and_sum_to_the_book(x64):
+    model = hj.BlackScholes(100.0, 0.25, 0.02, 0.01)
+    insts = [hj.EuropeanCall(100.0, 1.0), hj.EuropeanPut(90.0, 0.5), hj.Digital(110.0, 2.0),
+             hj.EuropeanCall(120.0, 0.25), hj.EuropeanPut(80.0, 1.5)]
+    qty = [3.0, -2.0, 5.0, 1.0, -4.0]
+    book = hj.Book(insts, qty)
+    per = hj.greeks(model, book, per_instrument=True)
+    total = hj.greeks(model, book)
+    for name in ("delta", "gamma", "vega", "theta", "rho", "vanna", "volga"):
+        column = np.asarray(getattr(per, name))
+        assert column.shape == (len(insts),)
+        expected = [q * float(getattr(hj.greeks(model, i), name)) for q, i in zip(qty, insts,
+                                                                                   strict=True)]
+        np.testing.assert_allclose(column, expected, rtol=1e-12, atol=1e-14)
+        assert column.sum() == pytest.approx(float(getattr(total, name)), rel=1e-10, abs=1e-12)
+    with pytest.raises(ValueError, match="Book"):
+        hj.greeks(model, insts[0], per_instrument=True)

@@ -1,3 +1,2 @@
-from .base import AbstractModel as AbstractModel
-from .base import ModelState as ModelState
+from .base import AbstractModel as AbstractModel, ModelState as ModelState
 from .black_scholes import BlackScholes as BlackScholes

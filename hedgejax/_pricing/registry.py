@@ -127,8 +127,7 @@ def _vega_path(model: AbstractModel):
     return lambda m: getattr(m, name)
 
 
-@eqx.filter_jit
-def _greeks(model: AbstractModel, instrument, spot: jax.Array, t: jax.Array) -> Greeks:
+def _greeks_impl(model: AbstractModel, instrument, spot: jax.Array, t: jax.Array) -> Greeks:
     where_vol = _vega_path(model)
 
     def value(s, vol, rate, time):
@@ -146,10 +145,32 @@ def _greeks(model: AbstractModel, instrument, spot: jax.Array, t: jax.Array) -> 
                   vanna=vanna, volga=volga)
 
 
+_greeks = eqx.filter_jit(_greeks_impl)
+
+
+@eqx.filter_jit
+def _greeks_per_instrument(model: AbstractModel, book: Book, spot: jax.Array,
+                           t: jax.Array) -> Greeks:
+    per_group = []
+    for group, qty in zip(book.groups, book.quantities, strict=True):
+        unit = jax.vmap(lambda inst: _greeks_impl(model, inst, spot, t))(group)
+        per_group.append(jax.tree.map(lambda g, q=qty: q * g, unit))
+    return jax.tree.map(lambda *gs: book._in_order(list(gs)), *per_group)
+
+
 def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
-           spot: jax.Array | float | None = None, t: jax.Array | float = 0.0) -> Greeks:
+           spot: jax.Array | float | None = None, t: jax.Array | float = 0.0, *,
+           per_instrument: bool = False) -> Greeks:
     """All Greeks of an instrument or a `Book` by autodiff of `price` (see module docstring
-    for units). For a book, the totals: one reverse pass gives delta, vega, rho and theta.
+    for units). For a book, the totals: one reverse pass gives delta, vega, rho and theta,
+    forward-over-reverse gives gamma, vanna and volga.
+
+    With `per_instrument=True` (books only) each Greek is an array with one entry per
+    position, in the order the instruments were given: quantity x the instrument's Greek,
+    so the entries sum to the book's total.
+
+    Every model parameter has a gradient too: `jax.grad(lambda m: hj.price(m, inst))(model)`
+    returns d price / d parameter for each field of the model (e.g. kappa, xi, rho of Heston).
 
     Example:
         >>> import hedgejax as hj
@@ -158,4 +179,10 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
         0.5398
     """
     spot = model.spot if spot is None else as_float(spot)
-    return _greeks(model, instrument, spot, as_float(t))
+    t = as_float(t)
+    if per_instrument:
+        if not isinstance(instrument, Book):
+            raise ValueError("per_instrument=True needs a Book, got "
+                             f"{type(instrument).__name__}")
+        return _greeks_per_instrument(model, instrument, spot, t)
+    return _greeks(model, instrument, spot, t)

@@ -1,7 +1,3 @@
-from .bands import BandHedge as BandHedge
-from .bands import WhalleyWilmott as WhalleyWilmott
-from .base import AbstractStrategy as AbstractStrategy
-from .base import Observation as Observation
-from .delta import DeltaHedge as DeltaHedge
-from .delta import NoHedge as NoHedge
-from .delta import StaticHedge as StaticHedge
+from .bands import BandHedge as BandHedge, WhalleyWilmott as WhalleyWilmott
+from .base import AbstractStrategy as AbstractStrategy, Observation as Observation
+from .delta import DeltaHedge as DeltaHedge, NoHedge as NoHedge, StaticHedge as StaticHedge
