@@ -32,3 +32,17 @@ def test_bench_w1_bad_flag_is_one_line_status_2():
                            "--paths", "nope"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
+
+
+def test_bench_w3_quick_runs_and_methods_agree(tmp_path):
+    out = tmp_path / "w3.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "bench_w3.py"), "--quick",
+         "--no-quantlib", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    for row in report["rows"]:
+        # Autodiff and central differences compute the same Greeks (FD truncation only).
+        assert max(row["max_rel_diff_vs_bump"].values()) < 1e-4
+        assert row["autodiff_per_instrument_s"] > 0 and row["bump_s"] > 0
