@@ -5,7 +5,7 @@ prices in currency, hedge positions in shares of the underlying, P&L > 0 a gain 
 of the book, money in `HedgeResult` valued at the end of the hedging grid.
 """
 
-from . import risk as risk
+from . import data as data, risk as risk
 from ._costs import (
     AbstractCost as AbstractCost,
     CostSum as CostSum,
@@ -26,7 +26,10 @@ from ._instruments import (
 from ._models import (
     AbstractModel as AbstractModel,
     BlackScholes as BlackScholes,
+    Bootstrap as Bootstrap,
+    HistoricalPaths as HistoricalPaths,
     ModelState as ModelState,
+    load_prices_csv as load_prices_csv,
 )
 from ._montecarlo import (
     MCGreek as MCGreek,

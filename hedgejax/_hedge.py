@@ -32,7 +32,7 @@ from ._models.base import AbstractModel
 from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
 from ._strategies.base import AbstractStrategy, Observation
-from ._validate import check_int, check_n_paths, float_dtype, is_concrete
+from ._validate import check_grid_fits, check_int, check_n_paths, float_dtype, is_concrete
 
 
 class HedgeResult(eqx.Module):
@@ -134,6 +134,11 @@ def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot) -> O
 # 2^14 136 / 183, 2^17 134 / 203, 2^18 132 / 218. Small blocks keep one core's state in
 # cache but starve XLA's threads; 2^18 is best on both.
 DEFAULT_BLOCK_SIZE = 2**18
+_LANES = 64
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
 
 
 @eqx.filter_jit
@@ -187,14 +192,17 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
             n_trades = n_trades + is_trade(trade).astype(jnp.int32)
         return book_T, gains, cost, n_trades, position, spot_T
 
-    block = min(block_size, n_paths)
+    # Every block holds a multiple of _LANES paths (padding is simulated, then dropped): XLA
+    # then runs the same vectorised code on every path whatever the block size, with no
+    # scalar remainder loop, so results are bit-identical across block sizes.
+    block = _round_up(min(block_size, n_paths), _LANES)
     n_blocks = -(-n_paths // block)
     path_index = jnp.arange(n_blocks * block, dtype=jnp.uint32)
     if n_blocks == 1:
         outputs = run_block(path_index)
     else:
         outputs = lax.map(run_block, path_index.reshape(n_blocks, block))
-        outputs = tuple(x.reshape(-1)[:n_paths] for x in outputs)
+    outputs = tuple(x.reshape(-1)[:n_paths] for x in outputs)
     book_T, gains, cost, n_trades, position, spot_T = outputs
 
     unhedged = book_T - v0 * jnp.exp(r * t_end)
@@ -256,6 +264,7 @@ def hedge(
     hedge_model = model if hedge_model is None else hedge_model
     _check_types(model, book, strategy, costs, grid, hedge_model)
     n_paths = check_n_paths(n_paths, model)
+    check_grid_fits(model, grid)
     if isinstance(key, int):
         key = jax.random.key(key)
     expiry, inside = _expiry_steps(book, grid)

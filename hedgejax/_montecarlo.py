@@ -22,7 +22,13 @@ from ._grid import TimeGrid
 from ._instruments import AbstractInstrument, Digital
 from ._models.base import AbstractModel
 from ._random import Draws, key_words
-from ._validate import check_int, check_n_paths, check_positive, float_dtype
+from ._validate import (
+    check_grid_fits,
+    check_int,
+    check_n_paths,
+    check_positive,
+    float_dtype,
+)
 
 
 def _scan_paths(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Array,
@@ -56,6 +62,7 @@ def simulate(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Array,
     `antithetic=True`, their mirror images (z -> -z, u -> 1 - u).
     """
     n_paths = check_n_paths(n_paths, model)
+    check_grid_fits(model, grid)
     return _simulate(model, grid, n_paths, key, bool(antithetic), True)
 
 

@@ -74,3 +74,10 @@ def check_n_paths(n_paths: Any, model: Any) -> int:
             f"n_paths must be <= {limit} for {type(model).__name__} (it holds {limit} paths), "
             f"got n_paths={n_paths}")
     return n_paths
+
+
+def check_grid_fits(model: Any, grid: Any) -> None:
+    """Let a data-backed model refuse a grid longer than its data (`model.check_grid`)."""
+    check = getattr(model, "check_grid", None)
+    if check is not None:
+        check(grid)

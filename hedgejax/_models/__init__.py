@@ -1,2 +1,7 @@
 from .base import AbstractModel as AbstractModel, ModelState as ModelState
 from .black_scholes import BlackScholes as BlackScholes
+from .historical import (
+    Bootstrap as Bootstrap,
+    HistoricalPaths as HistoricalPaths,
+    load_prices_csv as load_prices_csv,
+)

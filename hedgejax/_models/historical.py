@@ -254,7 +254,7 @@ class Bootstrap(AbstractModel):
             bad = ~np.isfinite(array)
             if np.any(bad):
                 k = int(np.argmax(bad))
-                raise ValueError(f"returns must be finite, got returns[{k}]={array[k]!r}")
+                raise ValueError(f"returns must be finite, got returns[{k}]={array[k].item()!r}")
             returns = array
         self.returns = as_float(returns)
         n_returns = int(self.returns.shape[0])
