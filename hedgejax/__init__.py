@@ -28,6 +28,7 @@ from ._models import (
     BlackScholes as BlackScholes,
     Bootstrap as Bootstrap,
     HistoricalPaths as HistoricalPaths,
+    Merton as Merton,
     ModelState as ModelState,
     load_prices_csv as load_prices_csv,
 )

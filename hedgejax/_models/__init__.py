@@ -5,3 +5,4 @@ from .historical import (
     HistoricalPaths as HistoricalPaths,
     load_prices_csv as load_prices_csv,
 )
+from .merton import Merton as Merton

@@ -1,4 +1,7 @@
-from . import black_scholes as black_scholes  # registers the closed forms
+from . import (  # importing registers the pricers
+    black_scholes as black_scholes,
+    merton as merton,
+)
 from .normal import norm_cdf as norm_cdf
 from .registry import (
     Greeks as Greeks,
