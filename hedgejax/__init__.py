@@ -27,6 +27,8 @@ from ._models import (
     AbstractModel as AbstractModel,
     BlackScholes as BlackScholes,
     Bootstrap as Bootstrap,
+    FellerWarning as FellerWarning,
+    Heston as Heston,
     HistoricalPaths as HistoricalPaths,
     Merton as Merton,
     ModelState as ModelState,

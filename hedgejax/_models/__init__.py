@@ -1,5 +1,6 @@
 from .base import AbstractModel as AbstractModel, ModelState as ModelState
 from .black_scholes import BlackScholes as BlackScholes
+from .heston import FellerWarning as FellerWarning, Heston as Heston
 from .historical import (
     Bootstrap as Bootstrap,
     HistoricalPaths as HistoricalPaths,

@@ -1,5 +1,6 @@
 from . import (  # importing registers the pricers
     black_scholes as black_scholes,
+    heston as heston,
     merton as merton,
 )
 from .normal import norm_cdf as norm_cdf
