@@ -30,6 +30,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -68,6 +69,7 @@ def make_book(n: int, seed: int = 0) -> hj.Book:
 def models() -> dict[str, Any]:
     out = {"black_scholes": hj.BlackScholes(100.0, 0.2, 0.02, 0.01)}
     if hasattr(hj, "Heston"):
+        warnings.simplefilter("ignore", hj.FellerWarning)  # W3's Heston violates Feller
         out["heston"] = hj.Heston(100.0, v0=0.04, kappa=1.5, theta=0.04, xi=0.5, rho=-0.7,
                                   rate=0.02, div=0.01)
     return out

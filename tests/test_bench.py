@@ -46,3 +46,17 @@ def test_bench_w3_quick_runs_and_methods_agree(tmp_path):
         # Autodiff and central differences compute the same Greeks (FD truncation only).
         assert max(row["max_rel_diff_vs_bump"].values()) < 1e-4
         assert row["autodiff_per_instrument_s"] > 0 and row["bump_s"] > 0
+
+
+def test_bench_w4_quick_runs(tmp_path):
+    out = tmp_path / "w4.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "bench_w4.py"), "--quick",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    worlds = {row["world"][:2]: row for row in rows}
+    assert set(worlds) == {"W4", "W1"}
+    # Black-Scholes deltas hedge a Heston world worse than the Black-Scholes world.
+    assert worlds["W4"]["std_hedge_error"] > worlds["W1"]["std_hedge_error"]
