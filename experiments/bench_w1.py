@@ -42,9 +42,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from hedgejax._io import atomic_write_text
+from hedgejax.cli import OneLineParser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "experiments" / "results" / "bench_w1.json"
@@ -67,14 +68,6 @@ WORKLOAD: dict[str, Any] = {
 
 
 # --- CLI ---------------------------------------------------------------------------------------
-
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line on stderr and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message.splitlines()[0] if message else ''}\n")
-        sys.exit(2)
 
 
 def _log2_list(text: str) -> list[int]:
@@ -119,8 +112,8 @@ def _positive_float(text: str) -> float:
     return v
 
 
-def build_parser() -> _Parser:
-    p = _Parser(
+def build_parser() -> OneLineParser:
+    p = OneLineParser(
         prog="bench_w1.py",
         description="Benchmark workload W1: hedgejax vs a hand-written NumPy baseline.",
     )

@@ -23,16 +23,12 @@ Run: `python experiments/bench_w3.py` (writes experiments/results/bench_w3.json 
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import platform
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import jax
 
@@ -43,16 +39,11 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import hedgejax as hj  # noqa: E402
-from hedgejax._io import atomic_write_text  # noqa: E402
+from hedgejax._report import write_report  # noqa: E402
+from hedgejax.cli import OneLineParser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("delta", "gamma", "vega", "theta", "rho", "vanna", "volga")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"bench_w3: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def make_book(n: int, seed: int = 0) -> hj.Book:
@@ -255,7 +246,7 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="bench_w3", description=__doc__.splitlines()[0])
     parser.add_argument("--options", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="100 options, 2 repeats")
@@ -269,16 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or (ROOT / ("runs" if args.quick else "experiments/results") /
                        "bench_w3.json")
     rows = run(n, repeats, not args.no_quantlib)
-    report = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}, "
-                   f"jax {jax.__version__} ({jax.default_backend()})",
-        "command": "python experiments/bench_w3.py " + " ".join(argv or sys.argv[1:]),
-        "rows": rows,
-    }
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), _markdown(report))
-    print(f"wrote {out}", file=sys.stderr)
+    write_report(out, "experiments/bench_w3.py", rows, _markdown, argv)
     return 0
 
 

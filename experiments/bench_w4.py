@@ -16,30 +16,21 @@ experiments/results/bench_w4.json and .md), `--quick` for a smoke test.
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import json
-import platform
 import resource
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import jax
 
 import hedgejax as hj
-from hedgejax._io import atomic_write_text
+from hedgejax._report import write_report
+from hedgejax.cli import OneLineParser
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        print(f"bench_w4: error: {message}", file=sys.stderr)
-        sys.exit(2)
 
 
 def worlds() -> dict[str, Any]:
@@ -109,7 +100,7 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="bench_w4", description=__doc__.splitlines()[0])
     parser.add_argument("--paths", default="18,20", help="log2 path counts (18,20)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--steps", type=int, default=252)
@@ -130,16 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                        "bench_w4.json")
     rows = [measure(name, world, 2**k, steps, repeats)
             for k in log2 for name, world in worlds().items()]
-    report = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}, "
-                   f"jax {jax.__version__} ({jax.default_backend()})",
-        "command": "python experiments/bench_w4.py " + " ".join(argv or sys.argv[1:]),
-        "rows": rows,
-    }
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out.with_suffix(".md"), _markdown(report))
-    print(f"wrote {out}", file=sys.stderr)
+    write_report(out, "experiments/bench_w4.py", rows, _markdown, argv)
     return 0
 
 

@@ -14,14 +14,17 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line `PROG: error: ...` and exit status 2."""
+
     def error(self, message: str) -> NoReturn:  # one line, no usage dump
-        _fail(message)
+        first = message.splitlines()[0] if message else "invalid arguments"
+        print(f"{self.prog.split()[0]}: error: {first}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"hedgejax: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    OneLineParser(prog="hedgejax").error(message)
 
 
 def _market_args(p: argparse.ArgumentParser) -> None:
@@ -40,8 +43,8 @@ def _market_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hedgejax", description="Monte Carlo hedging engine in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="hedgejax", description="Monte Carlo hedging engine in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("price", help="Black-Scholes price of an option")
     _market_args(p)
