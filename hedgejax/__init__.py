@@ -12,8 +12,10 @@ from ._costs import (
     Fixed as Fixed,
     NoCost as NoCost,
     Proportional as Proportional,
+    SmoothFixed as SmoothFixed,
     Spread as Spread,
 )
+from ._fit import History as History, evaluate as evaluate, fit as fit, grid_search as grid_search
 from ._grid import TimeGrid as TimeGrid
 from ._hedge import HedgeResult as HedgeResult, hedge as hedge
 from ._instruments import (

@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._validate import as_float, check_nonnegative
+from ._validate import as_float, check_nonnegative, check_positive
 
 # A trade smaller than this (in shares) is no trade: it is neither counted nor charged
 # a fixed fee. Strategies that hold their position produce trades of exactly zero.
@@ -39,6 +39,13 @@ class AbstractCost(eqx.Module):
     def proportional_rate(self, price: jax.Array) -> jax.Array:
         """The cost per unit of traded value for small trades (what Whalley-Wilmott's band
         calls the proportional cost rate): cost / (|trade| x price) to first order."""
+
+    def smoothed(self, temperature: float) -> AbstractCost:
+        """A differentiable surrogate for gradients (`fit` uses it with non-smooth costs; the
+        objective it reports is always computed with the true costs). Smooth costs return
+        themselves; `Fixed` replaces its 0/1 charge by per_trade x (1 - exp(-|trade| / T))
+        with temperature T in shares."""
+        return self
 
     def __add__(self, other: AbstractCost) -> AbstractCost:
         if not isinstance(other, AbstractCost):
@@ -89,6 +96,32 @@ class Fixed(AbstractCost):
     def proportional_rate(self, price):
         return jnp.zeros_like(price)
 
+    def smoothed(self, temperature: float) -> AbstractCost:
+        return SmoothFixed(self.per_trade, temperature)
+
+
+class SmoothFixed(AbstractCost):
+    """Surrogate of `Fixed` for gradients: per_trade x (1 - exp(-|trade| / temperature)).
+
+    It is 0 for no trade and tends to per_trade for trades much larger than `temperature`
+    (shares), so shrinking or avoiding trades lowers it smoothly. It is not the cost charged:
+    `fit` differentiates it but reports the objective under `Fixed`.
+    """
+
+    per_trade: jax.Array = eqx.field(converter=as_float)
+    temperature: jax.Array = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        check_nonnegative("per_trade", self.per_trade)
+        check_positive("temperature", self.temperature)
+
+    def __call__(self, trade, price):
+        soft = -jnp.expm1(-jnp.abs(trade) / self.temperature)
+        return self.per_trade * soft * jnp.ones_like(price)
+
+    def proportional_rate(self, price):
+        return jnp.zeros_like(price)
+
 
 class Spread(AbstractCost):
     """Paying half the bid-ask spread: `half_spread` (currency per share) x |trade|."""
@@ -115,3 +148,6 @@ class CostSum(AbstractCost):
 
     def proportional_rate(self, price):
         return sum(term.proportional_rate(price) for term in self.terms)
+
+    def smoothed(self, temperature: float) -> AbstractCost:
+        return CostSum(tuple(term.smoothed(temperature) for term in self.terms))

@@ -84,8 +84,17 @@ def entropic(x: Array, a: float = 1.0) -> Array:
     return (logsumexp(-a * x) - np.log(n)) / a
 
 
-def mean_cost_variance(result: Any, lam: float = 1.0) -> Array:
-    """E[cost] + lam * Var[hedge_error]: the default objective for choosing a band."""
+def mean_cost_variance(result: Any = None, lam: float = 1.0) -> Any:
+    """E[cost] + lam * Var[hedge_error]: the default objective for choosing a band.
+
+    `mean_cost_variance(result, lam)` computes it; `mean_cost_variance(lam=0.1)` (no result)
+    returns the objective as a function of a result, for `fit`, `evaluate` and
+    `grid_search`. Units: currency (cost) + lam x currency^2, so lam is per currency.
+    """
+    if result is None or isinstance(result, (int, float)):
+        lam = lam if result is None else result
+        check("lam", lam, lambda v: v >= 0, "finite and >= 0")
+        return lambda res: mean_cost_variance(res, lam)
     check("lam", lam, lambda v: v >= 0, "finite and >= 0")
     return jnp.mean(result.cost) + lam * variance(result.hedge_error)
 

@@ -4,7 +4,6 @@ only to the nearest edge of the band (the optimal policy under proportional cost
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -17,16 +16,34 @@ def trade_to_band(position: jax.Array, target: jax.Array, half_width: jax.Array)
     return jnp.clip(position, target - half_width, target + half_width)
 
 
+def inverse_softplus(x: jax.Array) -> jax.Array:
+    """The unconstrained parameter whose softplus is `x` >= 0 (-inf for x = 0, so that
+    softplus gives exactly 0 back)."""
+    x = jnp.asarray(x)
+    large = x > 20.0
+    safe = jnp.where(large, 1.0, x)
+    return jnp.where(large, x + jnp.log1p(-jnp.exp(-x)), jnp.log(jnp.expm1(safe)))
+
+
 class BandHedge(AbstractStrategy):
     """Constant no-trade band of half-width `width` shares around -delta.
 
-    `BandHedge(0.0)` is delta hedging every step.
+    The band is stored as an unconstrained parameter `raw_width` with width =
+    softplus(raw_width), so it stays positive whatever an optimiser does to it (`fit`).
+    `BandHedge(0.0)` is delta hedging every step (softplus(-inf) = 0 exactly).
     """
 
-    width: jax.Array = eqx.field(converter=as_float)
+    raw_width: jax.Array
 
-    def __check_init__(self):
-        check_nonnegative("width", self.width)
+    def __init__(self, width: float | jax.Array):
+        width = as_float(width)
+        check_nonnegative("width", width)
+        self.raw_width = inverse_softplus(width)
+
+    @property
+    def width(self) -> jax.Array:
+        """Half-width of the band in shares (>= 0)."""
+        return jax.nn.softplus(self.raw_width)
 
     def __call__(self, obs: Observation, position: jax.Array) -> jax.Array:
         return trade_to_band(position, -obs.delta, self.width)
@@ -43,21 +60,33 @@ class WhalleyWilmott(AbstractStrategy):
     """Whalley & Wilmott (1997) asymptotic band for proportional costs and exponential
     utility with absolute `risk_aversion` gamma (per unit of currency):
 
-        half-width = (3/2 * exp(-r tau) * c * S * Gamma^2 / gamma)^(1/3)  shares,
+        half-width = scale * (3/2 * exp(-r tau) * c * S * Gamma^2 / gamma)^(1/3)  shares,
 
     with c the costs' proportional rate, Gamma the hedge model's book gamma (autodiff),
-    tau the time to maturity. The gradient stays finite as Gamma -> 0.
+    tau the time to maturity. `scale` (default 1, the formula) is the learnable part: `fit`
+    trains it, keeping the Whalley-Wilmott shape (stored as softplus of `raw_scale`, so it
+    stays positive). The gradient stays finite as Gamma -> 0.
     """
 
-    risk_aversion: jax.Array = eqx.field(converter=as_float)
+    risk_aversion: jax.Array
+    raw_scale: jax.Array
 
-    def __check_init__(self):
+    def __init__(self, risk_aversion: float | jax.Array, scale: float | jax.Array = 1.0):
+        self.risk_aversion = as_float(risk_aversion)
         check_positive("risk_aversion", self.risk_aversion)
+        scale = as_float(scale)
+        check_positive("scale", scale)
+        self.raw_scale = inverse_softplus(scale)
+
+    @property
+    def scale(self) -> jax.Array:
+        """Multiplier of the Whalley-Wilmott half-width (> 0)."""
+        return jax.nn.softplus(self.raw_scale)
 
     def half_width(self, obs: Observation) -> jax.Array:
         x = (1.5 * jnp.exp(-obs.rate * obs.time_to_maturity) * obs.cost_rate * obs.spot
              * obs.gamma**2 / self.risk_aversion)
-        return _safe_cbrt(x)
+        return self.scale * _safe_cbrt(x)
 
     def __call__(self, obs: Observation, position: jax.Array) -> jax.Array:
         return trade_to_band(position, -obs.delta, self.half_width(obs))
