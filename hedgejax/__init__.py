@@ -16,6 +16,7 @@ from ._costs import (
     Spread as Spread,
 )
 from ._fit import History as History, evaluate as evaluate, fit as fit, grid_search as grid_search
+from ._frontier import band_dominates as band_dominates, frontier as frontier
 from ._grid import TimeGrid as TimeGrid
 from ._hedge import HedgeResult as HedgeResult, hedge as hedge
 from ._instruments import (
