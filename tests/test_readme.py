@@ -21,12 +21,19 @@ def test_readme_first_example_runs():
 
 
 def test_readme_other_examples_run():
+    spaces = []
     for code in _python_blocks()[1:]:
         namespace: dict = {}
         exec(compile(code, str(README), "exec"), namespace)
+        spaces.append(namespace)
+    hj = spaces[0]["hj"]
     # The gap-risk example's short call has a heavy left tail.
-    es = namespace["hj"].risk.expected_shortfall(namespace["jumps"].pnl, 0.99)
-    assert float(es) > 3.0
+    jumps = next(ns["jumps"] for ns in spaces if "jumps" in ns)
+    assert float(hj.risk.expected_shortfall(jumps.pnl, 0.99)) > 3.0
+    # The learning example finds a band near the grid's best and a dominant frontier.
+    learned = next(ns for ns in spaces if "band" in ns)
+    assert 0.07 < float(learned["band"].width) < 0.13
+    assert hj.band_dominates(learned["points"]).all()
 
 
 def test_readme_first_lines_are_the_two_commands():
