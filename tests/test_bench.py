@@ -60,3 +60,16 @@ def test_bench_w4_quick_runs(tmp_path):
     assert set(worlds) == {"W4", "W1"}
     # Black-Scholes deltas hedge a Heston world worse than the Black-Scholes world.
     assert worlds["W4"]["std_hedge_error"] > worlds["W1"]["std_hedge_error"]
+
+
+def test_bench_w2_quick_runs(tmp_path):
+    out = tmp_path / "w2.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "bench_w2.py"), "--quick",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    row = report["rows"][0]
+    assert row["gradient_s"] > 0 and row["forward_s"] > 0
+    assert report["fit"]["width"] > 0
