@@ -40,6 +40,11 @@ class AbstractCost(eqx.Module):
         """The cost per unit of traded value for small trades (what Whalley-Wilmott's band
         calls the proportional cost rate): cost / (|trade| x price) to first order."""
 
+    @property
+    def is_smooth(self) -> bool:
+        """Whether the cost is continuous in the trade (`Fixed` is not)."""
+        return True
+
     def smoothed(self, temperature: float) -> AbstractCost:
         """A differentiable surrogate for gradients (`fit` uses it with non-smooth costs; the
         objective it reports is always computed with the true costs). Smooth costs return
@@ -96,6 +101,10 @@ class Fixed(AbstractCost):
     def proportional_rate(self, price):
         return jnp.zeros_like(price)
 
+    @property
+    def is_smooth(self) -> bool:
+        return False
+
     def smoothed(self, temperature: float) -> AbstractCost:
         return SmoothFixed(self.per_trade, temperature)
 
@@ -148,6 +157,10 @@ class CostSum(AbstractCost):
 
     def proportional_rate(self, price):
         return sum(term.proportional_rate(price) for term in self.terms)
+
+    @property
+    def is_smooth(self) -> bool:
+        return all(term.is_smooth for term in self.terms)
 
     def smoothed(self, temperature: float) -> AbstractCost:
         return CostSum(tuple(term.smoothed(temperature) for term in self.terms))

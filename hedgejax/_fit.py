@@ -59,10 +59,6 @@ class History(eqx.Module):
     unravel: Callable = eqx.field(static=True)
 
 
-def _is_smooth(costs: AbstractCost) -> bool:
-    return costs.smoothed(1.0) == costs
-
-
 def _default_temperature(book: Book) -> float:
     """1% of the book's size in shares: trades much smaller than that are 'almost no trade'."""
     size = sum(float(jnp.sum(jnp.abs(q))) for q in book.quantities)
@@ -144,7 +140,7 @@ def fit(
     if clip_norm is not None:
         optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
 
-    smooth = _is_smooth(costs)
+    smooth = costs.is_smooth
     if not smooth:
         temperature = _default_temperature(book) if temperature is None else temperature
         check_positive("temperature", temperature)

@@ -19,7 +19,7 @@ import optax
 
 from . import risk
 from ._costs import AbstractCost, NoCost
-from ._fit import _default_temperature, _is_smooth
+from ._fit import _default_temperature
 from ._grid import TimeGrid
 from ._hedge import hedge
 from ._instruments import AbstractInstrument, Book, as_book
@@ -81,7 +81,7 @@ def frontier(
     steps = check_int("steps", steps, 1)
     if optimizer is None:
         optimizer = optax.adam(optax.cosine_decay_schedule(1e-2, steps))
-    train_costs = costs if _is_smooth(costs) else costs.smoothed(_default_temperature(book))
+    train_costs = costs if costs.is_smooth else costs.smoothed(_default_temperature(book))
     lam_array = jnp.asarray(lams, dtype=jnp.result_type(float))
 
     template = BandHedge(init_width)
