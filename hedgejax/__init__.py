@@ -51,8 +51,11 @@ from ._pricing import (
 )
 from ._strategies import (
     AbstractStrategy as AbstractStrategy,
+    AsymmetricBand as AsymmetricBand,
     BandHedge as BandHedge,
     DeltaHedge as DeltaHedge,
+    LearnedBand as LearnedBand,
+    NeuralHedge as NeuralHedge,
     NoHedge as NoHedge,
     Observation as Observation,
     StaticHedge as StaticHedge,
