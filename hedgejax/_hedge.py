@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.sharding import Mesh, PartitionSpec as P
 
 from ._costs import AbstractCost, NoCost, is_trade
 from ._grid import TimeGrid
@@ -141,16 +142,14 @@ def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-@eqx.filter_jit
-def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
-         unwind, block_size):
+def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, inside, unwind,
+              block, path_index):
+    """Per-path outcomes for the paths with these global indices (a multiple of `block`):
+    blocks of `block` paths run one after another, each the whole scan over steps."""
     dtype = float_dtype()
     n, dt, t_end = grid.n_steps, grid.dt, grid.maturity
     r = jnp.asarray(model.rate, dtype)
     q = jnp.asarray(model.div, dtype)
-    words = key_words(key)
-    v0 = book_value_log(hedge_model, book, jnp.log(model.spot).astype(dtype),
-                        jnp.zeros((), dtype))
     carry_growth = jnp.exp(r * dt)
     div_growth = jnp.exp(q * dt)
 
@@ -192,20 +191,52 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
             n_trades = n_trades + is_trade(trade).astype(jnp.int32)
         return book_T, gains, cost, n_trades, position, spot_T
 
-    # Every block holds a multiple of _LANES paths (padding is simulated, then dropped): XLA
-    # then runs the same vectorised code on every path whatever the block size, with no
-    # scalar remainder loop, so results are bit-identical across block sizes.
-    block = _round_up(min(block_size, n_paths), _LANES)
-    n_blocks = -(-n_paths // block)
-    path_index = jnp.arange(n_blocks * block, dtype=jnp.uint32)
+    n_blocks = path_index.shape[0] // block
     if n_blocks == 1:
-        outputs = run_block(path_index)
-    else:
-        outputs = lax.map(run_block, path_index.reshape(n_blocks, block))
-    outputs = tuple(x.reshape(-1)[:n_paths] for x in outputs)
-    book_T, gains, cost, n_trades, position, spot_T = outputs
+        return run_block(path_index)
+    outputs = lax.map(run_block, path_index.reshape(n_blocks, block))
+    return tuple(x.reshape(-1) for x in outputs)
 
-    unhedged = book_T - v0 * jnp.exp(r * t_end)
+
+def _layout(n_paths: int, block_size: int, n_devices: int) -> tuple[int, int]:
+    """(block, paths per device). Every block holds a multiple of _LANES paths (padding is
+    simulated, then dropped): XLA then runs the same vectorised code on every path, with no
+    scalar remainder loop, so results are bit-identical across block sizes, chunk sizes and
+    device counts."""
+    per_device = _round_up(-(-n_paths // n_devices), _LANES)
+    block = _round_up(min(block_size, per_device), _LANES)
+    return block, _round_up(per_device, block)
+
+
+@eqx.filter_jit
+def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
+         unwind, block_size, n_devices, path_offset):
+    dtype = float_dtype()
+    r = jnp.asarray(model.rate, dtype)
+    words = key_words(key)
+    v0 = book_value_log(hedge_model, book, jnp.log(model.spot).astype(dtype),
+                        jnp.zeros((), dtype))
+    block, per_device = _layout(n_paths, block_size, n_devices)
+    path_index = path_offset + jnp.arange(per_device * n_devices, dtype=jnp.uint32)
+    parts = (model, hedge_model, book, strategy, costs, words, expiry)
+    if n_devices == 1:
+        outputs = _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry,
+                            inside, unwind, block, path_index)
+    else:  # data parallel over the path axis: one shard of paths per local device
+        dynamic, static = eqx.partition(parts, eqx.is_array)
+        mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("paths",))
+
+        def local(index, dynamic):
+            m, hm, b, s, c, w, e = eqx.combine(dynamic, static)
+            return _simulate(m, hm, b, s, c, grid, w, e, inside, unwind, block, index)
+
+        # Each device's computation is purely per path; the scan's initial carry is built
+        # from replicated values, so varying-axis checking would reject it for no reason.
+        outputs = jax.shard_map(local, mesh=mesh, in_specs=(P("paths"), P()),
+                                out_specs=P("paths"), check_vma=False)(path_index, dynamic)
+    book_T, gains, cost, n_trades, position, spot_T = (x[:n_paths] for x in outputs)
+
+    unhedged = book_T - v0 * jnp.exp(r * grid.maturity)
     hedge_error = unhedged + gains
     pnl = hedge_error - cost
     pnl = eqx.error_if(pnl, ~jnp.all(jnp.isfinite(pnl)),
@@ -227,6 +258,9 @@ def hedge(
     hedge_model: AbstractModel | None = None,
     unwind: bool = False,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    chunk_size: int | None = None,
+    devices: int | None = None,
+    progress: bool = False,
 ) -> HedgeResult:
     """Simulate hedging `book` with `strategy` over `grid` on `n_paths` paths of `model`.
 
@@ -244,6 +278,18 @@ def hedge(
         block_size: paths simulated together (a performance knob: blocks run one after
             another with their state in cache). Results do not depend on it: every draw is
             a function of the key and the global path index.
+        chunk_size: simulate the paths in chunks of this many, one compiled call after
+            another, to bound the working memory of very large runs (the per-path results
+            are still returned; `stream_summary` keeps only statistics). Bit-identical to
+            an unchunked run.
+        devices: how many local devices share the paths (data parallel over the path axis
+            with `jax.shard_map`); default 1. On a CPU, set
+            `XLA_FLAGS=--xla_force_host_platform_device_count=N` before importing jax to
+            split the cores into N devices. The paths are identical whatever the count, but
+            XLA compiles the per-device program differently, so P&L agrees only to ~1e-7
+            relative in float32, not bit for bit (measured on 2 CPU devices: 250 M
+            path-steps/s against 218 unsharded at 2^20 paths).
+        progress: show a progress bar over chunks.
 
     Returns:
         A `HedgeResult` with per-path P&L, hedge error, cost and trade count (module docstring
@@ -270,8 +316,32 @@ def hedge(
     expiry, inside = _expiry_steps(book, grid)
     book = _snap_maturities(book, expiry, grid)
     block_size = check_int("block_size", block_size, 1)
-    return _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry,
-                inside, bool(unwind), block_size)
+    n_devices = 1 if devices is None else check_int("devices", devices, 1)
+    if n_devices > jax.local_device_count():
+        raise ValueError(f"devices must be <= {jax.local_device_count()} (the local devices), "
+                         f"got devices={n_devices}")
+    if chunk_size is None:
+        return _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry,
+                    inside, bool(unwind), block_size, n_devices, jnp.uint32(0))
+    chunk_size = check_int("chunk_size", chunk_size, 1)
+    chunks = []
+    for start in _progress_range(range(0, n_paths, chunk_size), progress):
+        # Every chunk has the same size (the last is padded), so one compilation serves all.
+        part = _run(model, hedge_model, book, strategy, costs, grid, chunk_size, key, expiry,
+                    inside, bool(unwind), block_size, n_devices, jnp.uint32(start))
+        keep = n_paths - start
+        chunks.append(jax.tree.map(lambda x, keep=keep: x[:keep] if jnp.ndim(x) else x, part))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs) if jnp.ndim(xs[0]) else xs[0],
+                        *chunks)
+
+
+def _progress_range(starts: range, progress: bool):
+    if not progress:
+        yield from starts
+        return
+    from rich.progress import track
+
+    yield from track(starts, description="hedge", transient=True)
 
 
 def _check_types(model, book, strategy, costs, grid, hedge_model) -> None:
