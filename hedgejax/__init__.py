@@ -18,7 +18,11 @@ from ._costs import (
 from ._fit import History as History, evaluate as evaluate, fit as fit, grid_search as grid_search
 from ._frontier import band_dominates as band_dominates, frontier as frontier
 from ._grid import TimeGrid as TimeGrid
-from ._hedge import HedgeResult as HedgeResult, hedge as hedge
+from ._hedge import (
+    HedgeResult as HedgeResult,
+    hedge as hedge,
+    iter_hedge_chunks as iter_hedge_chunks,
+)
 from ._instruments import (
     AbstractInstrument as AbstractInstrument,
     Book as Book,
@@ -61,6 +65,7 @@ from ._strategies import (
     StaticHedge as StaticHedge,
     WhalleyWilmott as WhalleyWilmott,
 )
+from ._stream import stream_summary as stream_summary
 from .risk import summary as summary
 
 __version__ = "0.1.0"

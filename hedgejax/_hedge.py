@@ -18,6 +18,7 @@ mature after the grid ends.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import equinox as eqx
 import jax
@@ -280,8 +281,8 @@ def hedge(
             a function of the key and the global path index.
         chunk_size: simulate the paths in chunks of this many, one compiled call after
             another, to bound the working memory of very large runs (the per-path results
-            are still returned; `stream_summary` keeps only statistics). Bit-identical to
-            an unchunked run.
+            are still returned; `stream_summary` keeps only statistics, and
+            `iter_hedge_chunks` yields chunk by chunk). Bit-identical to an unchunked run.
         devices: how many local devices share the paths (data parallel over the path axis
             with `jax.shard_map`); default 1. On a CPU, set
             `XLA_FLAGS=--xla_force_host_platform_device_count=N` before importing jax to
@@ -303,6 +304,18 @@ def hedge(
         >>> res.pnl.shape
         (1000,)
     """
+    args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
+                    block_size, devices)
+    if chunk_size is None:
+        return _run(*args, jnp.uint32(0))
+    chunks = list(_chunks(args, args[6], chunk_size, progress))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs) if jnp.ndim(xs[0]) else xs[0],
+                        *chunks)
+
+
+def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
+             block_size, devices) -> tuple:
+    """Validate `hedge()`'s inputs; the positional arguments of `_run` but the path offset."""
     if not isinstance(book, (Book, AbstractInstrument)):
         raise ValueError(f"book must be a Book or an instrument, got {type(book).__name__}")
     book = as_book(book)
@@ -320,19 +333,34 @@ def hedge(
     if n_devices > jax.local_device_count():
         raise ValueError(f"devices must be <= {jax.local_device_count()} (the local devices), "
                          f"got devices={n_devices}")
-    if chunk_size is None:
-        return _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry,
-                    inside, bool(unwind), block_size, n_devices, jnp.uint32(0))
+    return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
+            bool(unwind), block_size, n_devices)
+
+
+def _chunks(args: tuple, n_paths: int, chunk_size: int,
+            progress: bool) -> Iterator[HedgeResult]:
+    """Per-path results of global paths [start, start + chunk_size), chunk after chunk. Every
+    chunk has the same size (the last is padded), so one compilation serves all."""
     chunk_size = check_int("chunk_size", chunk_size, 1)
-    chunks = []
+    args = args[:6] + (chunk_size,) + args[7:]
     for start in _progress_range(range(0, n_paths, chunk_size), progress):
-        # Every chunk has the same size (the last is padded), so one compilation serves all.
-        part = _run(model, hedge_model, book, strategy, costs, grid, chunk_size, key, expiry,
-                    inside, bool(unwind), block_size, n_devices, jnp.uint32(start))
+        part = _run(*args, jnp.uint32(start))
         keep = n_paths - start
-        chunks.append(jax.tree.map(lambda x, keep=keep: x[:keep] if jnp.ndim(x) else x, part))
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs) if jnp.ndim(xs[0]) else xs[0],
-                        *chunks)
+        yield jax.tree.map(lambda x, keep=keep: x[:keep] if jnp.ndim(x) else x, part)
+
+
+def iter_hedge_chunks(model: AbstractModel, book: Book | AbstractInstrument,
+                      strategy: AbstractStrategy, costs: AbstractCost | None, grid: TimeGrid,
+                      n_paths: int, key: jax.Array, *, chunk_size: int,
+                      hedge_model: AbstractModel | None = None, unwind: bool = False,
+                      block_size: int = DEFAULT_BLOCK_SIZE, devices: int | None = None,
+                      progress: bool = False) -> Iterator[HedgeResult]:
+    """`hedge()` chunk by chunk: yields the `HedgeResult` of global paths 0..chunk_size-1,
+    then the next chunk, and so on (the last may be shorter). Concatenated, they equal
+    `hedge(..., n_paths, key)` bit for bit; only one chunk is in memory at a time."""
+    args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
+                    block_size, devices)
+    yield from _chunks(args, args[6], chunk_size, progress)
 
 
 def _progress_range(starts: range, progress: bool):
