@@ -136,6 +136,10 @@ def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot) -> O
 # 2^14 136 / 183, 2^17 134 / 203, 2^18 132 / 218. Small blocks keep one core's state in
 # cache but starve XLA's threads; 2^18 is best on both.
 DEFAULT_BLOCK_SIZE = 2**18
+# Reverse-mode gradients recompute each step instead of storing its intermediates (memory
+# ~5x smaller at 2^20 paths x 252 steps, see experiments/results/PERF.md). A switch only for
+# benchmarks that measure the difference; it does not change forward results.
+CHECKPOINT_STEP = True
 _LANES = 64
 
 
@@ -179,7 +183,8 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, in
                 paid = paid + _payoffs_at(book, expiry, pay_step, new_spot) * to_end
             return (state, new_spot, target, gains, cost, n_trades, paid), None
 
-        carry, _ = lax.scan(jax.checkpoint(body), carry0, jnp.arange(n, dtype=jnp.int32))
+        step = jax.checkpoint(body) if CHECKPOINT_STEP else body
+        carry, _ = lax.scan(step, carry0, jnp.arange(n, dtype=jnp.int32))
         state, spot_T, position, gains, cost, n_trades, paid = carry
 
         book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
