@@ -73,3 +73,15 @@ def test_bench_w2_quick_runs(tmp_path):
     row = report["rows"][0]
     assert row["gradient_s"] > 0 and row["forward_s"] > 0
     assert report["fit"]["width"] > 0
+
+
+def test_perf_w1_quick_runs(tmp_path):
+    out = tmp_path / "perf.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "perf_w1.py"), "--quick",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["section"] for row in rows} == {"profile", "compile", "gradients"}
+    assert all("error" not in row["measure"] for row in rows)
