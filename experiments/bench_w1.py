@@ -51,8 +51,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "experiments" / "results" / "bench_w1.json"
 QUICK_OUT = REPO_ROOT / "runs" / "bench_w1_quick.json"
 
-IMPLS = ("hedgejax-f32", "hedgejax-f64", "numpy-f64", "numpy-f32")
-DEFAULT_IMPLS = ("hedgejax-f32", "numpy-f64", "numpy-f32")
+IMPLS = ("hedgejax-f32", "hedgejax-f64", "numpy-f64", "numpy-f32", "pfhedge-f32")
+DEFAULT_IMPLS = ("hedgejax-f32", "numpy-f64", "numpy-f32", "pfhedge-f32")
+
+
+def _available(impl: str) -> bool:
+    """pfhedge is an optional baseline (the `bench` extra): skipped when not installed."""
+    if not impl.startswith("pfhedge"):
+        return True
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "pfhedge", "tqdm"))
 REFERENCE = "numpy-f64"
 
 WORKLOAD: dict[str, Any] = {
@@ -192,7 +201,7 @@ def _stats(res: dict[str, Any]) -> dict[str, float]:
 
 
 def _default_repeats(impl: str, n: int) -> int:
-    if impl.startswith("numpy") and n >= 1 << 20:
+    if (impl.startswith("numpy") or impl.startswith("pfhedge")) and n >= 1 << 20:
         return 1
     return 3
 
@@ -300,9 +309,34 @@ def _worker_hedgejax(impl: str, n: int, steps: int, repeats: int, seed: int) -> 
     }
 
 
+def _worker_pfhedge(impl: str, n: int, steps: int, repeats: int, seed: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from experiments.baselines.pfhedge_w1 import run_w1_pfhedge
+
+    w, m = WORKLOAD, WORKLOAD["model"]
+    times: list[float] = []
+    first: dict[str, Any] | None = None
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        res = run_w1_pfhedge(n, steps, spot=m["spot"], strike=w["claim"]["strike"],
+                             maturity=w["claim"]["maturity"], vol=m["vol"],
+                             cost_rate=w["costs"]["rate"], seed=seed + r)
+        times.append(time.perf_counter() - t0)
+        first = first or res
+    assert first is not None
+    return {"times_s": times, "first_call_s": times[0], "compile_s": None,
+            "compile_aot_s": None, "peak_rss_mib": _peak_rss_mib(),
+            "result_dtype": "float32", **_stats(first)}
+
+
 def run_worker(impl: str, n: int, steps: int, repeats: int, seed: int) -> int:
     worker: Callable[[str, int, int, int, int], dict[str, Any]]
-    worker = _worker_numpy if impl.startswith("numpy") else _worker_hedgejax
+    worker = (_worker_numpy if impl.startswith("numpy") else
+              _worker_pfhedge if impl.startswith("pfhedge") else _worker_hedgejax)
     out = worker(impl, n, steps, repeats, seed)
     print(json.dumps(out), flush=True)
     return 0
@@ -564,6 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out or (QUICK_OUT if args.quick else DEFAULT_OUT)
     if out.suffix != ".json":
         parser.error(f"--out must end in .json, got {str(out)!r}")
+    for impl in [i for i in impls if not _available(i)]:
+        print(f"skipping {impl}: not installed (pip install torch==2.13.0, then "
+              "pip install -e '.[bench]')", file=sys.stderr)
+        impls.remove(impl)
     # The reference first, so ratios can be shown as soon as possible.
     impls.sort(key=lambda i: i != REFERENCE)
 
