@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("greeks", help="autodiff Greeks of an option")
     _market_args(p)
 
+    p = sub.add_parser("bench", help="run the benchmark suite (experiments/bench.py)")
+    p.add_argument("--quick", action="store_true", help="small sizes, results in runs/")
+    p.add_argument("--only", default=None, help="workloads, e.g. w1,w3 (default all)")
+
     p = sub.add_parser("hedge", help="simulate hedging an option and summarise the P&L")
     _market_args(p)
     p.add_argument("--drift", type=float, default=None,
@@ -161,8 +165,24 @@ def _show(title: str, values: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def _bench(args) -> int:
+    """Run experiments/bench.py from a source checkout (the benchmarks are not installed)."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "bench.py"
+    if not script.exists():
+        _fail("the benchmarks live in a source checkout: experiments/bench.py not found")
+    cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
+    if args.only:
+        cmd += ["--only", args.only]
+    return subprocess.run(cmd).returncode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return _bench(args)
     for name in ("paths", "steps", "every"):
         if hasattr(args, name) and getattr(args, name) < 1:
             _fail(f"--{name} must be an integer >= 1, got {getattr(args, name)}")

@@ -85,3 +85,10 @@ def test_perf_w1_quick_runs(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert {row["section"] for row in rows} == {"profile", "compile", "gradients"}
     assert all("error" not in row["measure"] for row in rows)
+
+
+def test_bench_suite_rejects_unknown_workloads():
+    proc = subprocess.run([sys.executable, "-m", "hedgejax.cli", "bench", "--only", "w9"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "w9" in proc.stderr
