@@ -8,14 +8,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run_quick(script: str, out: Path, *extra: str) -> dict:
+    """Run experiments/<script> --quick writing to `out`; return its JSON report."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / script), "--quick", *extra,
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(out.read_text())
+
+
 def test_bench_w1_quick_runs_and_implementations_agree(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "bench_w1.py"), "--quick",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
+    report = _run_quick("bench_w1.py", out)
     rows = {row["impl"]: row for row in report["rows"]}
     assert {"hedgejax-f32", "numpy-f64"} <= set(rows)
     for row in rows.values():
@@ -36,12 +41,7 @@ def test_bench_w1_bad_flag_is_one_line_status_2():
 
 def test_bench_w3_quick_runs_and_methods_agree(tmp_path):
     out = tmp_path / "w3.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "bench_w3.py"), "--quick",
-         "--no-quantlib", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
+    report = _run_quick("bench_w3.py", out, "--no-quantlib")
     for row in report["rows"]:
         # Autodiff and central differences compute the same Greeks (FD truncation only).
         assert max(row["max_rel_diff_vs_bump"].values()) < 1e-4
@@ -50,12 +50,7 @@ def test_bench_w3_quick_runs_and_methods_agree(tmp_path):
 
 def test_bench_w4_quick_runs(tmp_path):
     out = tmp_path / "w4.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "bench_w4.py"), "--quick",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(out.read_text())["rows"]
+    rows = _run_quick("bench_w4.py", out)["rows"]
     worlds = {row["world"][:2]: row for row in rows}
     assert set(worlds) == {"W4", "W1"}
     # Black-Scholes deltas hedge a Heston world worse than the Black-Scholes world.
@@ -64,12 +59,7 @@ def test_bench_w4_quick_runs(tmp_path):
 
 def test_bench_w2_quick_runs(tmp_path):
     out = tmp_path / "w2.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "bench_w2.py"), "--quick",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(out.read_text())
+    report = _run_quick("bench_w2.py", out)
     row = report["rows"][0]
     assert row["gradient_s"] > 0 and row["forward_s"] > 0
     assert report["fit"]["width"] > 0
@@ -77,12 +67,7 @@ def test_bench_w2_quick_runs(tmp_path):
 
 def test_perf_w1_quick_runs(tmp_path):
     out = tmp_path / "perf.json"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "experiments" / "perf_w1.py"), "--quick",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(out.read_text())["rows"]
+    rows = _run_quick("perf_w1.py", out)["rows"]
     assert {row["section"] for row in rows} == {"profile", "compile", "gradients"}
     assert all("error" not in row["measure"] for row in rows)
 
