@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from hedgejax._io import atomic_write_text
+from hedgejax._report import log2_list
 from hedgejax.cli import OneLineParser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -77,18 +78,6 @@ WORKLOAD: dict[str, Any] = {
 
 
 # --- CLI ---------------------------------------------------------------------------------------
-
-
-def _log2_list(text: str) -> list[int]:
-    try:
-        vals = [int(p) for p in text.split(",") if p.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not vals or any(not 1 <= v <= 30 for v in vals):
-        raise argparse.ArgumentTypeError(f"log2 path counts must be in 1..30, got {text!r}")
-    return vals
 
 
 def _impl_list(text: str) -> list[str]:
@@ -128,7 +117,7 @@ def build_parser() -> OneLineParser:
     )
     p.add_argument(
         "--paths",
-        type=_log2_list,
+        type=log2_list,
         default=None,
         metavar="L2,L2,...",
         help="log2 of the path counts (default 16,18,20; 12 with --quick)",

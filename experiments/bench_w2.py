@@ -125,21 +125,19 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hedgejax._report import write_report
+    from hedgejax._report import log2_list, write_report
     from hedgejax.cli import OneLineParser
 
     parser = OneLineParser(prog="bench_w2", description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", default="16,18", help="log2 path counts (16,18)")
+    parser.add_argument("--paths", type=log2_list, default=[16, 18],
+                        help="log2 path counts (16,18)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--fit-steps", type=int, default=300)
     parser.add_argument("--fit-paths", type=int, default=2**14)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    try:
-        log2 = [int(x) for x in args.paths.split(",")]
-    except ValueError:
-        parser.error(f"--paths must be comma-separated integers, got {args.paths!r}")
+    log2 = args.paths
     if min(args.repeats, args.fit_steps, args.fit_paths) < 1:
         parser.error("--repeats, --fit-steps and --fit-paths must be >= 1")
     if args.quick:

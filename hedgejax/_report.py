@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -41,3 +42,15 @@ def write_report(out: str | os.PathLike, script: str, rows: list[dict[str, Any]]
     atomic_write_text(os.path.splitext(out)[0] + ".md", markdown(report))
     print(f"wrote {out}", file=sys.stderr)
     return report
+
+
+def log2_list(text: str) -> list[int]:
+    """argparse type: comma-separated log2 path counts, each in 1..30 ("16,18" -> [16, 18])."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+    if not values or any(not 1 <= v <= 30 for v in values):
+        raise argparse.ArgumentTypeError(f"log2 path counts must be in 1..30, got {text!r}")
+    return values
