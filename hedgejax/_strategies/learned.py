@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validate import as_float, check_nonnegative, check_positive
+from .._validate import as_float, check_int, check_nonnegative, check_positive
 from .bands import _safe_cbrt, inverse_softplus, trade_to_band
 from .base import AbstractStrategy, Observation
 
@@ -188,10 +188,8 @@ class LearnedBand(AbstractStrategy):
         check_positive("init_width", init_width)
         check_positive("init_ww", init_ww)
         check_positive("book_scale", book_scale)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be an integer >= 1, got hidden={hidden!r}")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be an integer >= 0, got depth={depth!r}")
+        hidden = check_int("hidden", hidden, 1)
+        depth = check_int("depth", depth, 0)
         n_out = 2 if asymmetric else 1
         mlp = eqx.nn.MLP(3, n_out, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)

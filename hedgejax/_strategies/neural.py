@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validate import check_positive
+from .._validate import check_int, check_positive
 from .base import AbstractStrategy, Observation
 from .learned import apply_per_path, safe_sqrt, zero_last_layer
 
@@ -69,10 +69,8 @@ class NeuralHedge(AbstractStrategy):
         """
         check_positive("reference", reference)
         check_positive("book_scale", book_scale)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be an integer >= 1, got hidden={hidden!r}")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
-            raise ValueError(f"depth must be an integer >= 0, got depth={depth!r}")
+        hidden = check_int("hidden", hidden, 1)
+        depth = check_int("depth", depth, 0)
         n_features = 5 if variance_feature else 4
         mlp = eqx.nn.MLP(n_features, 1, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)
