@@ -186,9 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("paths", "steps", "every"):
         if hasattr(args, name) and getattr(args, name) < 1:
             _fail(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
-    for name in ("spot", "vol", "rate", "div", "strike", "maturity", "quantity", "cost"):
+    for name in ("spot", "vol", "rate", "div", "strike", "maturity", "quantity", "cost",
+                 "fixed", "spread", "width"):
         if hasattr(args, name) and not math.isfinite(getattr(args, name)):
             _fail(f"--{name} must be finite, got {getattr(args, name)}")
+    for name in ("cost", "fixed", "spread", "width"):
+        if hasattr(args, name) and getattr(args, name) < 0:
+            _fail(f"--{name} must be >= 0, got {getattr(args, name)}")
     import jax
 
     if args.x64:
