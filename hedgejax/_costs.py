@@ -45,6 +45,19 @@ class AbstractCost(eqx.Module):
         """Whether the cost is continuous in the trade (`Fixed` is not)."""
         return True
 
+    @property
+    def is_random(self) -> bool:
+        """Whether the charged cost has noise (`charge` then needs standard normal draws)."""
+        return False
+
+    def charge(self, trade: jax.Array, price: jax.Array,
+               noise: jax.Array | None = None) -> jax.Array:
+        """The cost actually charged inside `hedge()`. `noise` is a standard normal array
+        of the trade's shape, drawn per path and step when `is_random`; deterministic
+        costs ignore it and charge `self(trade, price)` (for random ones, `__call__` is
+        the expected cost)."""
+        return self(trade, price)
+
     def smoothed(self, temperature: float) -> AbstractCost:
         """A differentiable surrogate for gradients (`fit` uses it with non-smooth costs; the
         objective it reports is always computed with the true costs). Smooth costs return
@@ -154,6 +167,13 @@ class CostSum(AbstractCost):
 
     def __call__(self, trade, price):
         return sum(term(trade, price) for term in self.terms)
+
+    @property
+    def is_random(self) -> bool:
+        return any(term.is_random for term in self.terms)
+
+    def charge(self, trade, price, noise=None):
+        return sum(term.charge(trade, price, noise) for term in self.terms)
 
     def proportional_rate(self, price):
         return sum(term.proportional_rate(price) for term in self.terms)

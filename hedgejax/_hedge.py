@@ -111,24 +111,52 @@ def _payoffs_at(book: Book, expiry, step: jax.Array, spot: jax.Array) -> jax.Arr
     return total
 
 
-def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot) -> Observation:
-    alive = tuple(e > step for e in expiry)
-    log_spot = state.log_spot
-    hedge_model = hedge_model.conditioned(state)
-
+def _greeks_log(model, book, log_spot, spot, t, alive=None):
+    """(delta, gamma, vega) of `book` per path under `model`, by autodiff in log-spot (no log
+    in the step), then the chain rule to spot: dV/dS = V_x / S, d2V/dS2 = (V_xx - V_x) / S^2.
+    Vega is against `model.vega_field` (None if the model has none). Unused Greeks are dead
+    code that XLA removes."""
     def total_value(x):
-        return jnp.sum(book_value_log(hedge_model, book, x, t, alive))
+        return jnp.sum(book_value_log(model, book, x, t, alive))
 
-    # Derivatives in log-spot (no log in the step), then the chain rule to spot:
-    # dV/dS = V_x / S,  d2V/dS2 = (V_xx - V_x) / S^2. Gamma is dead code unless used.
     v_x, v_xx = jax.jvp(jax.grad(total_value), (log_spot,), (jnp.ones_like(log_spot),))
     delta = v_x / spot
     gamma = (v_xx - v_x) / (spot * spot)
+    name = model.vega_field
+    vega = None
+    if name:
+        def value_at(p):
+            bumped = eqx.tree_at(lambda m: getattr(m, name), model, p)
+            return book_value_log(bumped, book, log_spot, t, alive)
+
+        p0 = getattr(model, name)
+        _, vega = jax.jvp(value_at, (p0,), (jnp.ones_like(p0),))
+        vega = jnp.broadcast_to(vega, log_spot.shape)
+    return delta, gamma, vega
+
+
+def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot,
+             option=None, option_price=None) -> Observation:
+    alive = tuple(e > step for e in expiry)
+    hedge_model = hedge_model.conditioned(state)
+    delta, gamma, vega = _greeks_log(hedge_model, book, state.log_spot, spot, t, alive)
+    extra = {}
+    if option is not None:
+        o_delta, o_gamma, o_vega = _greeks_log(hedge_model, option, state.log_spot, spot, t)
+        extra = dict(option_price=option_price, option_delta=o_delta, option_gamma=o_gamma,
+                     option_vega=o_vega)
     dtype = spot.dtype
     return Observation(
         step=step, time=t, time_to_maturity=(t_end - t).astype(dtype), spot=spot,
         delta=delta, gamma=gamma, cost_rate=costs.proportional_rate(spot),
-        rate=jnp.asarray(hedge_model.rate, dtype), variance=state.variance)
+        rate=jnp.asarray(hedge_model.rate, dtype), variance=state.variance, vega=vega,
+        **extra)
+
+
+def _option_market(model, hedge_model, option):
+    """The model whose price the listed option trades at: the world's if it can price it,
+    else the hedge model's."""
+    return model if has_pricer(model, option) else hedge_model
 
 
 # Paths per block: blocks run one after another, each the whole scan. Measured on the 2-core
@@ -141,10 +169,17 @@ DEFAULT_BLOCK_SIZE = 2**18
 # benchmarks that measure the difference; it does not change forward results.
 CHECKPOINT_STEP = True
 _LANES = 64
+# Draw streams of the costs' noise (models use the low stream ids).
+_COST_STREAM = 15
+_OPTION_COST_STREAM = 14
 
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
+
+
+def _split(position, has_option):
+    return position if has_option else (position, None)
 
 
 def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, inside, unwind,
@@ -157,45 +192,84 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, in
     q = jnp.asarray(model.div, dtype)
     carry_growth = jnp.exp(r * dt)
     div_growth = jnp.exp(q * dt)
+    option = strategy.option
+    has_option = option is not None
+    if has_option:
+        option = as_book(option)
+        market = _option_market(model, hedge_model, option)
+        option_costs = strategy.option_costs
+        option_costs = NoCost() if option_costs is None else option_costs
+
+    def option_price(state, t):
+        return book_value_log(market.conditioned(state), option, state.log_spot,
+                              jnp.asarray(t, dtype)).astype(dtype)
+
+    def charge(cost_model, trade, price, draws, stream):
+        noise = draws.normal(stream) if cost_model.is_random else None
+        return cost_model.charge(trade, price, noise)
 
     def run_block(path_index):
         state0 = model.init(path_index)
         state0 = state0._replace(log_spot=state0.log_spot.astype(dtype))
         zeros = jnp.zeros(path_index.shape, dtype)
-        carry0 = (state0, jnp.exp(state0.log_spot), zeros, zeros, zeros,
-                  jnp.zeros(path_index.shape, jnp.int32), zeros)
+        position0 = (zeros, zeros) if has_option else zeros
+        price0 = option_price(state0, 0.0) if has_option else zeros
+        carry0 = (state0, jnp.exp(state0.log_spot), position0, zeros, zeros,
+                  jnp.zeros(path_index.shape, jnp.int32), zeros,
+                  strategy.init_state(position0), price0)
 
         def body(carry, i):
-            state, spot, position, gains, cost, n_trades, paid = carry
+            state, spot, position, gains, cost, n_trades, paid, memory, o_price = carry
             t = i.astype(dtype) * dt
-            obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state, spot)
-            target = strategy(obs, position).astype(dtype)
-            trade = target - position
-            cost = cost + costs(trade, spot) * jnp.exp(r * (t_end - t))
+            obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state, spot,
+                           option if has_option else None, o_price)
+            target, memory = strategy.decide(obs, position, memory)
+            target = jax.tree.map(lambda x: x.astype(dtype), target)
+            shares, units = _split(target, has_option)
+            held, held_units = _split(position, has_option)
+            draws = Draws(words, path_index, i, dtype)
+            trade = shares - held
+            cost_i = charge(costs, trade, spot, draws, _COST_STREAM)
             n_trades = n_trades + is_trade(trade).astype(jnp.int32)
+            if has_option:
+                o_trade = units - held_units
+                cost_i = cost_i + charge(option_costs, o_trade, o_price, draws,
+                                         _OPTION_COST_STREAM)
+                n_trades = n_trades + is_trade(o_trade).astype(jnp.int32)
+            cost = cost + cost_i * jnp.exp(r * (t_end - t))
 
-            state = model.step(state, t, dt, Draws(words, path_index, i, dtype))
+            state = model.step(state, t, dt, draws)
             new_spot = jnp.exp(state.log_spot)
             to_end = jnp.exp(r * (t_end - t - dt))
-            gains = gains + target * (new_spot * div_growth - spot * carry_growth) * to_end
+            gains = gains + shares * (new_spot * div_growth - spot * carry_growth) * to_end
+            if has_option:
+                new_price = option_price(state, t + dt)
+                gains = gains + units * (new_price - o_price * carry_growth) * to_end
+                o_price = new_price
             if inside:  # instruments expiring before the grid's end pay at their maturity
                 pay_step = jnp.where(i + 1 < n, i + 1, -1)  # at the end: paid after the loop
                 paid = paid + _payoffs_at(book, expiry, pay_step, new_spot) * to_end
-            return (state, new_spot, target, gains, cost, n_trades, paid), None
+            return (state, new_spot, target, gains, cost, n_trades, paid, memory,
+                    o_price), None
 
         step = jax.checkpoint(body) if CHECKPOINT_STEP else body
         carry, _ = lax.scan(step, carry0, jnp.arange(n, dtype=jnp.int32))
-        state, spot_T, position, gains, cost, n_trades, paid = carry
+        state, spot_T, position, gains, cost, n_trades, paid, _, price_T = carry
+        shares, units = _split(position, has_option)
 
         book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
         beyond = tuple(e > n for e in expiry)
         book_T = book_T + book_value_log(hedge_model.conditioned(state), book, state.log_spot,
                                          jnp.asarray(t_end, dtype), beyond)
         if unwind:
-            trade = -position
-            cost = cost + costs(trade, spot_T)
-            n_trades = n_trades + is_trade(trade).astype(jnp.int32)
-        return book_T, gains, cost, n_trades, position, spot_T
+            draws = Draws(words, path_index, jnp.asarray(n, jnp.int32), dtype)
+            cost = cost + charge(costs, -shares, spot_T, draws, _COST_STREAM)
+            n_trades = n_trades + is_trade(shares).astype(jnp.int32)
+            if has_option:
+                cost = cost + charge(option_costs, -units, price_T, draws,
+                                     _OPTION_COST_STREAM)
+                n_trades = n_trades + is_trade(units).astype(jnp.int32)
+        return book_T, gains, cost, n_trades, shares, spot_T
 
     n_blocks = path_index.shape[0] // block
     if n_blocks == 1:
@@ -388,5 +462,21 @@ def _check_types(model, book, strategy, costs, grid, hedge_model) -> None:
         raise ValueError(
             f"hedge_model must be able to price the book; {type(hedge_model).__name__} cannot "
             "(pass hedge_model=BlackScholes(...) for a world without prices)")
+    option = strategy.option
+    if option is not None:
+        if not isinstance(option, AbstractInstrument):
+            raise ValueError("strategy.option must be an instrument, got "
+                             f"{type(option).__name__}")
+        if not has_pricer(hedge_model, as_book(option)):
+            raise ValueError(f"hedge_model must be able to price the strategy's option; "
+                             f"{type(hedge_model).__name__} cannot")
+        costs = strategy.option_costs
+        if costs is not None and not isinstance(costs, AbstractCost):
+            raise ValueError("strategy.option_costs must be an AbstractCost, got "
+                             f"{type(costs).__name__}")
+        maturity = option.maturity
+        if is_concrete(maturity) and float(maturity) < grid.maturity * (1 - 1e-9):
+            raise ValueError(f"the hedging option's maturity must be >= the grid's maturity "
+                             f"({grid.maturity:g} years), got maturity={float(maturity):g}")
 
 

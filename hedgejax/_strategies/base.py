@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -23,6 +24,14 @@ class Observation(eqx.Module):
         rate: the hedge model's continuously compounded rate.
         variance: the world's instantaneous variance (per year) at t_i for stochastic
             volatility worlds (e.g. Heston), shape (n_paths,); None otherwise.
+        vega: the book's sensitivity to the hedge model's volatility parameter (its
+            `vega_field`: `vol` for Black-Scholes and Merton, the current variance `v0` for
+            Heston), by autodiff, shape (n_paths,); None for hedge models without one.
+        option_price: for strategies that trade a listed option (`strategy.option`),
+            its market price at t_i (the world model's price if it has one, else the hedge
+            model's), per unit; None otherwise.
+        option_delta, option_gamma, option_vega: that option's Greeks per unit under the
+            hedge model (vega against the same parameter as `vega`); None otherwise.
     """
 
     step: jax.Array
@@ -34,15 +43,54 @@ class Observation(eqx.Module):
     cost_rate: jax.Array
     rate: jax.Array
     variance: jax.Array | None = None
+    vega: jax.Array | None = None
+    option_price: jax.Array | None = None
+    option_delta: jax.Array | None = None
+    option_gamma: jax.Array | None = None
+    option_vega: jax.Array | None = None
 
 
 class AbstractStrategy(eqx.Module):
-    """Maps (observation, current position in shares) to the target position in shares.
+    """Maps (observation, current position) to the target position.
 
     Called once per step inside the compiled loop, vectorised over paths. The position
     before the first decision is 0; the trade is target - position.
+
+    A position is the shares of the underlying, shape (n_paths,). A strategy that also
+    trades a listed option names it in `option` (and its trading costs in `option_costs`);
+    its positions are then a tuple (shares, units of the option).
+
+    Stateless strategies implement `__call__`. A strategy that remembers something between
+    steps (the spot at its last trade, orders not yet filled) overrides `init_state` and
+    `decide`; `hedge()` carries the state through the loop.
     """
 
     @abc.abstractmethod
-    def __call__(self, obs: Observation, position: jax.Array) -> jax.Array:
+    def __call__(self, obs: Observation, position: Any) -> Any:
         ...
+
+    @property
+    def option(self) -> Any:
+        """A listed option (an instrument) traded besides the underlying; None by default."""
+        return None
+
+    @property
+    def option_costs(self) -> Any:
+        """Costs (an `AbstractCost`) of trading `option`, charged per unit at its market
+        price; None means frictionless."""
+        return None
+
+    def init_state(self, position: Any) -> Any:
+        """The strategy's state before the first step, given the initial (zero) position
+        (a pytree of per-path arrays). Stateless strategies have None."""
+        return None
+
+    def decide(self, obs: Observation, position: Any, state: Any) -> tuple[Any, Any]:
+        """(target position, new state) at this step; what `hedge()` calls."""
+        return self(obs, position), state
+
+
+def stateless_only(strategy: AbstractStrategy) -> None:
+    """Raise for a stateful strategy where only `__call__` can be used."""
+    raise TypeError(f"{type(strategy).__name__} keeps state between steps: use it inside "
+                    "hedge(), which calls its decide()")
