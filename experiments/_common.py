@@ -1,0 +1,44 @@
+"""Helpers the experiments share: the standard statistics row and figure scaffolding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def stats_row(label: str, result: Any, alpha: float = 0.99, **extra: Any) -> dict[str, Any]:
+    """The comparison row practitioners quote, from a `HedgeResult` (money in time-T
+    currency; VaR and ES are positive losses at `alpha`; upside is the 95th percentile)."""
+    import hedgejax as hj
+
+    s = hj.summary(result, alpha=alpha)
+    return {"strategy": label, "mean_pnl": s["mean"], "stderr": s["stderr"], "std_pnl": s["std"],
+            f"var_{alpha:g}": s["var"], f"es_{alpha:g}": s["es"], "mean_cost": s["mean_cost"],
+            "mean_trades": s["mean_trades"],
+            "p95_pnl": float(np.percentile(np.asarray(result.pnl), 95)), **extra}
+
+
+def figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None = None):
+    """A matplotlib (figure, axes) pair on the non-interactive backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = size or (5.5 * ncols, 4.0 * nrows)
+    return plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+
+
+def histograms(ax, samples: dict[str, Any], bins: int = 80, xlabel: str = "P&L at T") -> None:
+    """Overlaid step histograms on common bins (densities), one per label."""
+    arrays = {k: np.asarray(v, dtype=float) for k, v in samples.items()}
+    lo = min(np.percentile(a, 0.2) for a in arrays.values())
+    hi = max(np.percentile(a, 99.8) for a in arrays.values())
+    edges = np.linspace(lo, hi, bins + 1)
+    for label, a in arrays.items():
+        ax.hist(np.clip(a, lo, hi), bins=edges, histtype="step", density=True, label=label,
+                linewidth=1.4)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
