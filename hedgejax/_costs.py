@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._validate import as_float, check_nonnegative, check_positive
+from ._validate import as_float, check, check_nonnegative, check_positive
 
 # A trade smaller than this (in shares) is no trade: it is neither counted nor charged
 # a fixed fee. Strategies that hold their position produce trades of exactly zero.
@@ -184,3 +184,101 @@ class CostSum(AbstractCost):
 
     def smoothed(self, temperature: float) -> AbstractCost:
         return CostSum(tuple(term.smoothed(temperature) for term in self.terms))
+
+
+# Largest exponent `Impact` accepts: cost grows like |trade|^(1 + power), at most cubically.
+MAX_IMPACT_POWER = 2.0
+
+
+class Impact(AbstractCost):
+    """Market impact: trading moves the execution price against the trader.
+
+    A trade of `trade` shares executes at a price worse by the fraction
+    coef x |trade|^power of `price`, so it costs
+
+        coef x |trade|^(1 + power) x price        (currency, >= 0).
+
+    `power=0.5` is square-root impact (cost grows like size^1.5); `power=0` is a
+    proportional cost of rate `coef` (the same as `Proportional(coef)`); `power=1` is linear
+    impact (cost quadratic in size). `coef` is per share^power: with power=0.5 and
+    coef=1e-4, a 10,000-share trade moves the price by 1e-4 x 100 = 1%.
+
+    The cost is continuous in the trade (`is_smooth`), and its gradients with respect to
+    `trade`, `coef` and `power` are finite everywhere, at trade = 0 too (they are 0 there
+    for power > 0, where d/dpower of |trade|^(1+power) = |trade|^(1+power) log|trade|
+    tends to 0).
+
+    Args:
+        coef: impact coefficient (>= 0), the price move per share^power as a fraction of
+            the price.
+        power: exponent of the trade size in the price move, in [0, 2] (default 0.5).
+    """
+
+    coef: jax.Array = eqx.field(converter=as_float)
+    power: jax.Array = eqx.field(converter=as_float, default=0.5)
+
+    def __check_init__(self):
+        check_nonnegative("coef", self.coef)
+        check("power", self.power, lambda a: (a >= 0) & (a <= MAX_IMPACT_POWER),
+              f"finite and in [0, {MAX_IMPACT_POWER:g}]")
+
+    def __call__(self, trade, price):
+        size = jnp.abs(trade)
+        traded = size > 0
+        # The `where` trick: |0|^(1 + power) has a NaN derivative in power (0 x log 0) and,
+        # for power = 0, an undefined one in trade; evaluate the power at a safe size
+        # (1) where nothing trades and select 0 there, so every gradient is finite.
+        safe = jnp.where(traded, size, jnp.ones_like(size))
+        scaled = jnp.where(traded, safe ** (1.0 + self.power), jnp.zeros_like(safe))
+        return self.coef * scaled * price
+
+    def proportional_rate(self, price):
+        # cost / (|trade| price) = coef |trade|^power: coef when power = 0, else 0 to first
+        # order in the trade size.
+        rate = jnp.where(self.power == 0, self.coef, jnp.zeros_like(self.coef))
+        return jnp.broadcast_to(rate, jnp.shape(price)).astype(jnp.result_type(price))
+
+
+class RandomSlippage(AbstractCost):
+    """A proportional cost whose rate is random, drawn afresh for every trade.
+
+    Inside `hedge()` a trade of `trade` shares at `price` is charged
+
+        rate x exp(vol x Z - vol^2 / 2) x |trade| x price        (currency, >= 0),
+
+    with Z the standard normal draw the loop supplies for that path and step (`charge`).
+    The log-normal factor has mean 1, so the expected cost, what `__call__` returns and
+    what strategies see through `proportional_rate`, is `Proportional(rate)`'s. The
+    realised rate has coefficient of variation sqrt(exp(vol^2) - 1) (~vol for small vol).
+
+    In a `CostSum`, every random term receives the same draw Z, so two `RandomSlippage`
+    terms in one sum are perfectly correlated (one term with the summed rate is clearer).
+
+    Args:
+        rate: expected one-way cost rate (>= 0; 0.001 = 10 bp of the traded value).
+        vol: standard deviation of the log of the rate's random factor (>= 0; 0 gives
+            `Proportional(rate)` exactly).
+    """
+
+    rate: jax.Array = eqx.field(converter=as_float)
+    vol: jax.Array = eqx.field(converter=as_float)
+
+    def __check_init__(self):
+        check_nonnegative("rate", self.rate)
+        check_nonnegative("vol", self.vol)
+
+    def __call__(self, trade, price):
+        return self.rate * jnp.abs(trade) * price
+
+    @property
+    def is_random(self) -> bool:
+        return True
+
+    def charge(self, trade, price, noise=None):
+        if noise is None:
+            return self(trade, price)
+        factor = jnp.exp(self.vol * noise - 0.5 * self.vol * self.vol)
+        return self.rate * factor * jnp.abs(trade) * price
+
+    def proportional_rate(self, price):
+        return jnp.broadcast_to(self.rate, jnp.shape(price)).astype(jnp.result_type(price))
