@@ -10,8 +10,10 @@ from ._costs import (
     AbstractCost as AbstractCost,
     CostSum as CostSum,
     Fixed as Fixed,
+    Impact as Impact,
     NoCost as NoCost,
     Proportional as Proportional,
+    RandomSlippage as RandomSlippage,
     SmoothFixed as SmoothFixed,
     Spread as Spread,
 )
@@ -30,6 +32,7 @@ from ._instruments import (
     EuropeanCall as EuropeanCall,
     EuropeanPut as EuropeanPut,
 )
+from ._insurance import InsuranceResult as InsuranceResult, protective_put as protective_put
 from ._models import (
     AbstractModel as AbstractModel,
     BlackScholes as BlackScholes,
