@@ -1,4 +1,4 @@
-"""The `hedgejax` command line: price, greeks and hedge from the shell.
+"""The `hedgejax` command line: price, greeks, hedge, fit-band, experiment and bench.
 
 Every command prints a table (rich) or, with --json, one JSON object. Bad input prints one
 line `hedgejax: error: ...` and exits with status 2.
@@ -54,6 +54,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run the benchmark suite (experiments/bench.py)")
     p.add_argument("--quick", action="store_true", help="small sizes, results in runs/")
     p.add_argument("--only", default=None, help="workloads, e.g. w1,w3 (default all)")
+
+    p = sub.add_parser("experiment", help="run an experiment (`hedgejax experiment list`)")
+    p.add_argument("name", help="experiment name, or 'list' to list them")
+    p.add_argument("--config", metavar="FILE.toml", default=None,
+                   help="TOML file overriding the defaults in experiments/configs/NAME.toml")
+    p.add_argument("--paths", type=int, default=None, help="Monte Carlo paths (override)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (override)")
+    p.add_argument("--out", metavar="DIR", default="runs",
+                   help="parent folder of the run folder NAME-<timestamp> (default runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("fit-band", help="learn a no-trade band with optax (mean-variance)")
+    _market_args(p)
+    p.add_argument("--steps", type=int, default=63, help="rebalancing grid steps (63)")
+    p.add_argument("--horizon", type=float, default=None,
+                   help="years hedged (default: the option's maturity)")
+    p.add_argument("--band", choices=["constant", "ww", "learned"], default="constant",
+                   help="constant width, Whalley-Wilmott (scale learned), or a learned MLP")
+    p.add_argument("--cost", type=float, default=0.002, help="proportional cost rate (0.002)")
+    p.add_argument("--lam", type=float, default=1.0,
+                   help="risk aversion: minimise E[cost] + lam Var[hedge error] (1.0)")
+    p.add_argument("--iters", type=int, default=200, help="optimisation steps (200)")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (0.05)")
+    p.add_argument("--paths", type=int, default=8192, help="paths per optimisation step")
+    p.add_argument("--eval-paths", type=int, default=100_000, help="paths to evaluate")
+    p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("hedge", help="simulate hedging an option and summarise the P&L")
     _market_args(p)
@@ -125,6 +151,52 @@ def _hedge(hj, args) -> dict[str, Any]:
     return stats
 
 
+def _fit_band(hj, args) -> dict[str, Any]:
+    import jax
+    import optax
+
+    model = hj.BlackScholes(args.spot, args.vol, args.rate, args.div)
+    book = hj.Book([_instrument(hj, args)], quantities=[args.quantity])
+    grid = hj.TimeGrid(args.maturity if args.horizon is None else args.horizon, args.steps)
+    costs = hj.Proportional(args.cost)
+    objective = hj.risk.mean_cost_variance(lam=args.lam)
+    size = abs(args.quantity)
+    # Whalley-Wilmott's exponential-utility risk aversion for a mean-variance objective:
+    # E - (gamma / 2) Var  <->  lam = gamma / 2.
+    initial = {"constant": lambda: hj.BandHedge(0.05 * size),
+               "ww": lambda: hj.WhalleyWilmott(2.0 * args.lam),
+               "learned": lambda: hj.LearnedBand(
+                   jax.random.key(args.seed + 1), reference=args.strike,
+                   init_width=0.05 * size, init_ww=(2.0 * args.lam) ** (-1 / 3),
+                   book_scale=size)}
+    key = jax.random.key(args.seed)
+    fitted, history = hj.fit(initial[args.band](), objective, model, book, costs, grid,
+                             key=key, optimizer=optax.adam(args.lr), steps=args.iters,
+                             n_paths=args.paths, progress=not args.json)
+    eval_key = jax.random.fold_in(key, 2**31 - 1)  # paths the fit never saw
+    fitted_stats = hj.evaluate(fitted, objective, model, book, costs, grid,
+                               n_paths=args.eval_paths, key=eval_key)
+    delta_stats = hj.evaluate(hj.DeltaHedge(), objective, model, book, costs, grid,
+                              n_paths=args.eval_paths, key=eval_key)
+    out: dict[str, Any] = {}
+    if args.band == "constant":
+        out["half_width_shares"] = float(fitted.width)
+    elif args.band == "ww":
+        out["ww_scale"] = float(fitted.scale)
+    out.update({
+        "objective": fitted_stats["objective"],
+        "objective_stderr": fitted_stats["objective_stderr"],
+        "mean_cost": fitted_stats["mean_cost"],
+        "std_hedge_error": fitted_stats["std_hedge_error"],
+        "mean_trades": fitted_stats["mean_trades"],
+        "delta_hedge_objective": delta_stats["objective"],
+        "delta_hedge_objective_stderr": delta_stats["objective_stderr"],
+        "first_objective": float(history.objective[0]),
+        "last_objective": float(history.objective[-1]),
+    })
+    return out
+
+
 _LABELS = {
     "n_paths": "paths",
     "initial_price": "book price V0",
@@ -142,11 +214,22 @@ _LABELS = {
     "vega": "vega (per 1.00 vol)",
     "rho": "rho (per 1.00 rate)",
     "theta": "theta (per year)",
+    "half_width_shares": "fitted half-width (shares)",
+    "ww_scale": "fitted Whalley-Wilmott scale",
+    "objective": "E(cost) + lam Var(hedge error), fresh paths",
+    "objective_stderr": "std error of the objective",
+    "delta_hedge_objective": "same objective, delta hedging every step",
+    "delta_hedge_objective_stderr": "std error of delta hedging's",
+    "first_objective": "training objective, first step",
+    "last_objective": "training objective, last step",
 }
 
 
 def _title(args) -> str:
     what = f"{args.quantity:g} x {args.option} K={args.strike:g} T={args.maturity:g}y"
+    if args.command == "fit-band":
+        return (f"hedgejax fit-band: {args.band} band for {what}, cost {args.cost:g}, "
+                f"lam {args.lam:g}, {args.steps} steps")
     if args.command != "hedge":
         return f"hedgejax {args.command}: {what}, S={args.spot:g} vol={args.vol:g}"
     return (f"hedgejax hedge: {args.strategy} hedge of {what}, {args.paths:,} paths x "
@@ -179,18 +262,64 @@ def _bench(args) -> int:
     return subprocess.run(cmd).returncode
 
 
+def _experiments_module():
+    """The experiments package of this source checkout (experiments/ beside hedgejax/)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "experiments" / "_framework.py").exists():
+        _fail("the experiments live in a source checkout: experiments/ not found next to "
+              "the hedgejax package (clone the repository and pip install -e .)")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    import experiments
+    from experiments import _framework
+
+    return experiments, _framework
+
+
+def _experiment(args) -> int:
+    experiments, framework = _experiments_module()
+    if args.name == "list":
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="hedgejax experiments (hedgejax experiment NAME)")
+        table.add_column("name")
+        table.add_column("question")
+        for name in experiments.NAMES:
+            table.add_row(name, framework.load_module(name).QUESTION)
+        Console(width=max(120, Console().width)).print(table)
+        return 0
+    for name in ("paths", "seed"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name == "paths" else 0):
+            _fail(f"--{name} must be an integer >= {1 if name == 'paths' else 0}, got {value}")
+    try:
+        framework.run_experiment(args.name, config=args.config, paths=args.paths,
+                                 seed=args.seed, out=args.out, progress=not args.no_progress)
+    except ValueError as err:  # ConfigError included
+        _fail(str(err).splitlines()[0])
+    except OSError as err:
+        _fail(f"cannot write the run folder under {args.out}: {err.strerror or err}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         return _bench(args)
-    for name in ("paths", "steps", "every"):
+    if args.command == "experiment":
+        return _experiment(args)
+    for name in ("paths", "steps", "every", "iters", "eval_paths"):
         if hasattr(args, name) and getattr(args, name) < 1:
-            _fail(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
+            _fail(f"--{name.replace('_', '-')} must be an integer >= 1, got "
+                  f"{getattr(args, name)}")
     for name in ("spot", "vol", "rate", "div", "strike", "maturity", "quantity", "cost",
-                 "fixed", "spread", "width"):
-        if hasattr(args, name) and not math.isfinite(getattr(args, name)):
-            _fail(f"--{name} must be finite, got {getattr(args, name)}")
-    for name in ("cost", "fixed", "spread", "width"):
+                 "fixed", "spread", "width", "lam", "lr", "horizon"):
+        if getattr(args, name, None) is not None and not math.isfinite(getattr(args, name)):
+            _fail(f"--{name.replace('_', '-')} must be finite, got {getattr(args, name)}")
+    for name in ("cost", "fixed", "spread", "width", "lam"):
         if hasattr(args, name) and getattr(args, name) < 0:
             _fail(f"--{name} must be >= 0, got {getattr(args, name)}")
     import jax
@@ -199,7 +328,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         jax.config.update("jax_enable_x64", True)
     import hedgejax as hj
 
-    run = {"price": _price, "greeks": _greeks, "hedge": _hedge}[args.command]
+    if args.command == "fit-band":
+        for name in ("lr", "horizon"):
+            value = getattr(args, name)
+            if value is not None and value <= 0:
+                _fail(f"--{name} must be > 0, got {value}")
+    run = {"price": _price, "greeks": _greeks, "hedge": _hedge,
+           "fit-band": _fit_band}[args.command]
     try:
         values = run(hj, args)
     except ValueError as err:
