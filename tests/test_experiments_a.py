@@ -1,0 +1,92 @@
+"""Experiments dynamic-vs-static, gamma-scalping and jump-risk: each run small, its files
+checked, and one scientific property of its result asserted with Monte Carlo error in mind
+(never a number copied from an earlier run)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+
+from experiments._framework import ConfigError, run_experiment
+
+
+def _run(name, tmp_path, overrides):
+    """Run `name` small; check its folder; return (results.json payload, table rows)."""
+    folder = run_experiment(name, out=tmp_path, overrides=overrides, progress=False,
+                            show=False)
+    payload = json.loads((folder / "results.json").read_text())
+    with open(folder / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(payload["table"]) > 0
+    first = next(iter(payload["table"][0]))
+    assert [r[first] for r in rows] == [str(r[first]) for r in payload["table"]]
+    report = (folder / "report.md").read_text()
+    assert payload["question"] in report
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
+    assert figures
+    for png in figures:
+        assert (folder / png).stat().st_size > 0
+    assert payload["findings"]
+    return payload, payload["table"]
+
+
+def test_dynamic_vs_static(tmp_path):
+    payload, table = _run("dynamic-vs-static", tmp_path,
+                          {"paths": 4000, "every": [1], "band_delta": 0.0})
+    rows = {r["strategy"]: r for r in table}
+    assert list(rows) == ["no hedge", "static", "delta daily"]
+    # the frictionless std of no hedge and of the static hedge against their closed forms
+    for label in ("no hedge", "static"):
+        r = rows[label]
+        assert abs(r["std_frictionless"] - r["reference_std"]) < 4 * r["std_frictionless_se"]
+    # each step up in hedging cuts the risk by a wide margin and costs more
+    naked, static, daily = rows["no hedge"], rows["static"], rows["delta daily"]
+    assert naked["std_pnl"] > 1.5 * static["std_pnl"] > 3 * daily["std_pnl"]
+    assert naked["es_0.99"] > static["es_0.99"] > daily["es_0.99"]
+    assert naked["mean_cost"] == 0 < static["mean_cost"] < daily["mean_cost"]
+    assert daily["hedge_effectiveness"] > 0.95
+    # Derman-Kamal is leading order in 1/N: daily hedging (63 rebalances) within 10%
+    assert abs(daily["std_frictionless"] / daily["reference_std"] - 1) < 0.1
+    with pytest.raises(ValueError, match="config key 'every'"):
+        run_experiment("dynamic-vs-static", out=tmp_path, overrides={"every": [100]},
+                       progress=False, show=False)
+    with pytest.raises(ConfigError, match="'cost_rate'"):
+        run_experiment("dynamic-vs-static", out=tmp_path, overrides={"cost_rate": -0.1},
+                       progress=False, show=False)
+
+
+def test_gamma_scalping(tmp_path):
+    payload, table = _run("gamma-scalping", tmp_path,
+                          {"paths": 4000, "realised_vols": [0.1, 0.2, 0.3]})
+    # drift = rate: the gamma integral is the BS price difference (to float64 rounding)
+    assert payload["results"]["theory_vs_bs_difference_max_gap"] < 1e-9
+    for r in table:
+        # the mean P&L of hedging at the implied vol is the theory, within Monte Carlo error
+        assert abs(r["mean_pnl"] - r["theory_mean"]) < 4 * r["stderr"]
+        if abs(r["spread"]) > 0.05:
+            # hedging at the realised vol gives the same mean with a much smaller spread
+            assert r["realised_hedge_std"] < 0.75 * r["std_pnl"]
+    assert table[0]["mean_pnl"] < 0 < table[-1]["mean_pnl"]
+    with pytest.raises(ValueError, match="config key 'position'"):
+        run_experiment("gamma-scalping", out=tmp_path, overrides={"position": "put"},
+                       progress=False, show=False)
+
+
+def test_jump_risk(tmp_path):
+    payload, table = _run("jump-risk", tmp_path, {"paths": 4000})
+    rows = {r["strategy"]: r for r in table}
+    diffusion, jumps = rows["diffusion, delta hedged"], rows["jumps, delta hedged"]
+    tail = rows["jumps, delta hedged + tail puts"]
+    # same variance, but the jump world's delta-hedged tail is several times fatter ...
+    assert jumps["es_0.99"] > 3 * diffusion["es_0.99"]
+    # ... and the long out-of-the-money puts take a large part of it off
+    assert tail["es_0.99"] < 0.6 * jumps["es_0.99"]
+    assert tail["worst"] > jumps["worst"]
+    # the put spread cannot lose more at a gap than the naked short puts
+    assert tail["gap_pnl_typical_jump"] > jumps["gap_pnl_typical_jump"]
+    with pytest.raises(ValueError, match="config key 'tail_strike'"):
+        run_experiment("jump-risk", out=tmp_path, overrides={"tail_strike": 95.0},
+                       progress=False, show=False)
