@@ -297,6 +297,8 @@ def _csv(table: list[dict[str, Any]]) -> str:
 
 
 def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
     return str(value)
@@ -330,14 +332,16 @@ def _report(module, cfg, meta, outcome: Outcome, figures: Sequence[str]) -> str:
 def _print_table(title: str, table: list[dict[str, Any]], folder: Path,
                  display: list[str] | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     cols = display or (list(table[0]) if table else [])
-    t = Table(title=title)
+    t = Table(title=escape(title))
     for col in cols:
-        t.add_column(col, justify="left" if isinstance(table[0][col], str) else "right")
+        t.add_column(escape(col),
+                     justify="left" if isinstance(table[0][col], str) else "right")
     for row in table:
-        t.add_row(*(_fmt(row[c]) for c in cols))
+        t.add_row(*(escape(_fmt(row[c])) for c in cols))
     console = Console(width=max(100, Console().width))
     console.print(t)
     console.print(f"wrote {folder}")
