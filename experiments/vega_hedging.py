@@ -146,9 +146,13 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     histograms(ax[0, 0], {k: v.pnl for k, v in results.items()})
     ax[0, 0].set_title(f"{cfg['contracts']:g} call(s) K={cfg['strike']:g}, "
                        f"T={cfg['maturity']:g}: P&L after costs", fontsize=10)
+    import matplotlib.pyplot as plt
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ax[0, 1].set_prop_cycle(color=colors[1:])   # same colours as the left panel
     histograms(ax[0, 1], {k: v.hedge_error for k, v in results.items() if k != "unhedged"},
                xlabel="frictionless residual P&L at T")
-    ax[0, 1].set_title("hedged residuals (zoom, before costs)", fontsize=10)
+    ax[0, 1].set_title("hedged residuals before costs", fontsize=10)
     fig.tight_layout()
 
     rows = {r["strategy"]: r for r in table}
