@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ._costs import AbstractCost, NoCost, is_trade
 from ._grid import TimeGrid
@@ -78,7 +79,9 @@ def _expiry_steps(book: Book, grid: TimeGrid) -> tuple[tuple[jax.Array, ...], bo
                     f"maturity must be at least half a step ({dt / 2:.3g} years) of the grid, "
                     f"got maturity={m[e < 1].min():.6g}"
                 )
-            on_grid = np.abs(m - e * dt) <= 1e-9 * max(1.0, grid.maturity)
+            # a float32 maturity is only within its own rounding of the grid time
+            tol = max(1e-9, 8 * float(np.finfo(np.asarray(group.maturity).dtype).eps))
+            on_grid = np.abs(m - e * dt) <= tol * max(1.0, grid.maturity)
             if np.any((e <= n) & ~on_grid):
                 warnings.warn(
                     "a maturity inside the hedging horizon is not on the time grid; it is "
@@ -271,49 +274,40 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, in
                 n_trades = n_trades + is_trade(units).astype(jnp.int32)
         return book_T, gains, cost, n_trades, shares, spot_T
 
+    # Paths are laid out as rows of _LANES: XLA splits the rows among its threads, so every
+    # thread runs whole vectorised rows and no path ever takes a scalar remainder loop (its
+    # exp/log would round differently), whatever the thread or device count.
     n_blocks = path_index.shape[0] // block
+    rows = path_index.reshape(n_blocks, block // _LANES, _LANES)
     if n_blocks == 1:
-        return run_block(path_index)
-    outputs = lax.map(run_block, path_index.reshape(n_blocks, block))
+        outputs = run_block(rows[0])
+    else:
+        outputs = lax.map(run_block, rows)
     return tuple(x.reshape(-1) for x in outputs)
 
 
-def _layout(n_paths: int, block_size: int, n_devices: int) -> tuple[int, int]:
-    """(block, paths per device). Every block holds a multiple of _LANES paths (padding is
+def _layout(n_paths: int, block_size: int) -> tuple[int, int]:
+    """(block, padded path count). Every block holds a multiple of _LANES paths (padding is
     simulated, then dropped): XLA then runs the same vectorised code on every path, with no
-    scalar remainder loop, so results are bit-identical across block sizes, chunk sizes and
-    device counts."""
-    per_device = _round_up(-(-n_paths // n_devices), _LANES)
-    block = _round_up(min(block_size, per_device), _LANES)
-    return block, _round_up(per_device, block)
+    scalar remainder loop, so results are bit-identical across block and chunk sizes."""
+    padded = _round_up(n_paths, _LANES)
+    block = _round_up(min(block_size, padded), _LANES)
+    return block, _round_up(padded, block)
 
 
 @eqx.filter_jit
 def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
-         unwind, block_size, n_devices, path_offset):
+         unwind, block_size, path_offset):
+    """Per-path results of global paths path_offset .. path_offset + n_paths - 1."""
     dtype = float_dtype()
     r = jnp.asarray(model.rate, dtype)
     words = key_words(key)
     v0 = book_value_log(hedge_model, book, jnp.log(model.spot).astype(dtype),
                         jnp.zeros((), dtype))
-    block, per_device = _layout(n_paths, block_size, n_devices)
-    path_index = path_offset + jnp.arange(per_device * n_devices, dtype=jnp.uint32)
-    parts = (model, hedge_model, book, strategy, costs, words, expiry)
-    if n_devices == 1:
-        outputs = _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry,
-                            inside, unwind, block, path_index)
-    else:  # data parallel over the path axis: one shard of paths per local device
-        dynamic, static = eqx.partition(parts, eqx.is_array)
-        mesh = Mesh(np.asarray(jax.local_devices()[:n_devices]), ("paths",))
-
-        def local(index, dynamic):
-            m, hm, b, s, c, w, e = eqx.combine(dynamic, static)
-            return _simulate(m, hm, b, s, c, grid, w, e, inside, unwind, block, index)
-
-        # Each device's computation is purely per path; the scan's initial carry is built
-        # from replicated values, so varying-axis checking would reject it for no reason.
-        outputs = jax.shard_map(local, mesh=mesh, in_specs=(P("paths"), P()),
-                                out_specs=P("paths"), check_vma=False)(path_index, dynamic)
+    block, padded = _layout(n_paths, block_size)
+    path_index = path_offset + jnp.arange(padded, dtype=jnp.uint32)
+    outputs = _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry,
+                        inside, unwind, block, path_index)
     book_T, gains, cost, n_trades, position, spot_T = (x[:n_paths] for x in outputs)
 
     unhedged = book_T - v0 * jnp.exp(r * grid.maturity)
@@ -324,6 +318,74 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
     return HedgeResult(pnl=pnl, hedge_error=hedge_error, cost=cost, n_trades=n_trades,
                        unhedged_pnl=unhedged, final_position=position, terminal_spot=spot_T,
                        initial_price=v0)
+
+
+def _global_devices(local: tuple) -> list:
+    """The devices sharing the paths: `local` in a single process; in a multi-process run
+    (`jax.distributed.initialize()`), the same number of devices from every process, ordered
+    by process then device id, so every process agrees on which paths each device owns."""
+    if jax.process_count() == 1:
+        return list(local)
+    k = len(local)
+    chosen = []
+    for process in range(jax.process_count()):
+        mine = sorted((d for d in jax.devices() if d.process_index == process),
+                      key=lambda d: d.id)
+        chosen += mine[:k]
+    return chosen
+
+
+def _dispatch(args: tuple, n_paths: int, path_offset: int) -> HedgeResult:
+    """`_run` of global paths [path_offset, path_offset + n_paths), split over the devices:
+    device g computes one contiguous slice with the same single-device program, so the
+    per-path results are bit-identical whatever the device or process count (an
+    SPMD-partitioned program compiles differently: measured 1 ulp in the deltas). The
+    devices run at once, one thread each. The slices are assembled into one array
+    sharded over a 1-D mesh of the devices (`NamedSharding`) when they tile it exactly,
+    gathered on the first device otherwise (single process only)."""
+    run_args, local = args[:-1], args[-1]
+    devices = _global_devices(local)
+    if len(devices) == 1:
+        return _run(*run_args[:6], n_paths, *run_args[7:], jnp.uint32(path_offset))
+    per = _round_up(-(-n_paths // len(devices)), _LANES)
+    dynamic, static = eqx.partition(run_args, eqx.is_array)
+
+    def on(device):
+        here = eqx.combine(jax.device_put(dynamic, device), static)
+        offset = jnp.uint32(path_offset + devices.index(device) * per)
+        return _run(*here[:6], per, *here[7:], jax.device_put(offset, device))
+
+    # `eqx.filter_jit` waits for its result (to raise `error_if` errors at the call), so
+    # each device gets a thread of its own to run at the same time as the others.
+    with ThreadPoolExecutor(len(local)) as pool:
+        parts = list(pool.map(on, local))
+    mesh = Mesh(np.asarray(devices), ("paths",))
+    sharding = NamedSharding(mesh, P("paths"))
+
+    def assemble(*xs):
+        if jnp.ndim(xs[0]) == 0:
+            return xs[0]
+        if per * len(devices) == n_paths:
+            return jax.make_array_from_single_device_arrays((n_paths,), sharding, list(xs))
+        return jnp.concatenate([jax.device_put(x, local[0]) for x in xs])[:n_paths]
+
+    return jax.tree.map(assemble, *parts)
+
+
+def _check_multiprocess(n_paths: int, chunk_size: int | None, n_devices: int) -> None:
+    """In a multi-process run every device's slice must be whole: n_paths (and chunk_size)
+    a multiple of 64 x the devices of all processes."""
+    if jax.process_count() == 1:
+        return
+    unit = _LANES * n_devices * jax.process_count()
+    for name, value in (("n_paths", n_paths), ("chunk_size", chunk_size)):
+        if value is not None and value % unit:
+            raise ValueError(f"{name} must be a multiple of {unit} (64 x {n_devices} devices x "
+                             f"{jax.process_count()} processes) in a multi-process run, got "
+                             f"{name}={value}")
+    if chunk_size is not None and n_paths % chunk_size:
+        raise ValueError(f"n_paths must be a multiple of chunk_size in a multi-process run, "
+                         f"got n_paths={n_paths}, chunk_size={chunk_size}")
 
 
 def hedge(
@@ -362,13 +424,14 @@ def hedge(
             another, to bound the working memory of very large runs (the per-path results
             are still returned; `stream_summary` keeps only statistics, and
             `iter_hedge_chunks` yields chunk by chunk). Bit-identical to an unchunked run.
-        devices: how many local devices share the paths (data parallel over the path axis
-            with `jax.shard_map`); default 1. On a CPU, set
+        devices: how many local devices share the paths (data parallel over the path axis:
+            each device simulates one contiguous slice of the paths, the result is sharded
+            over a 1-D mesh of them); default 1. On a CPU, set
             `XLA_FLAGS=--xla_force_host_platform_device_count=N` before importing jax to
-            split the cores into N devices. The paths are identical whatever the count, but
-            XLA compiles the per-device program differently, so P&L agrees only to ~1e-7
-            relative in float32, not bit for bit (measured on 2 CPU devices: 250 M
-            path-steps/s against 218 unsharded at 2^20 paths).
+            split the cores into N devices. After `jax.distributed.initialize()`, every
+            process runs the same call and `devices` of each process's devices share the
+            paths (n_paths a multiple of 64 x all those devices); the result is one global
+            array. Per-path results are bit-identical whatever the device or process count.
         progress: show a progress bar over chunks.
 
     Returns:
@@ -385,8 +448,9 @@ def hedge(
     """
     args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
                     block_size, devices)
+    _check_multiprocess(args[6], chunk_size, len(args[-1]))
     if chunk_size is None:
-        return _run(*args, jnp.uint32(0))
+        return _dispatch(args, args[6], 0)
     chunks = list(_chunks(args, args[6], chunk_size, progress))
     return jax.tree.map(lambda *xs: jnp.concatenate(xs) if jnp.ndim(xs[0]) else xs[0],
                         *chunks)
@@ -413,7 +477,7 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
         raise ValueError(f"devices must be <= {jax.local_device_count()} (the local devices), "
                          f"got devices={n_devices}")
     return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
-            bool(unwind), block_size, n_devices)
+            bool(unwind), block_size, tuple(jax.local_devices()[:n_devices]))
 
 
 def _chunks(args: tuple, n_paths: int, chunk_size: int,
@@ -421,9 +485,8 @@ def _chunks(args: tuple, n_paths: int, chunk_size: int,
     """Per-path results of global paths [start, start + chunk_size), chunk after chunk. Every
     chunk has the same size (the last is padded), so one compilation serves all."""
     chunk_size = check_int("chunk_size", chunk_size, 1)
-    args = args[:6] + (chunk_size,) + args[7:]
     for start in _progress_range(range(0, n_paths, chunk_size), progress):
-        part = _run(*args, jnp.uint32(start))
+        part = _dispatch(args, chunk_size, start)
         keep = n_paths - start
         yield jax.tree.map(lambda x, keep=keep: x[:keep] if jnp.ndim(x) else x, part)
 
@@ -439,6 +502,7 @@ def iter_hedge_chunks(model: AbstractModel, book: Book | AbstractInstrument,
     `hedge(..., n_paths, key)` bit for bit; only one chunk is in memory at a time."""
     args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
                     block_size, devices)
+    _check_multiprocess(args[6], chunk_size, len(args[-1]))
     yield from _chunks(args, args[6], chunk_size, progress)
 
 

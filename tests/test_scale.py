@@ -48,27 +48,40 @@ def test_bad_chunk_and_device_arguments():
 SHARDED = """
 import json, jax, numpy as np, hedgejax as hj
 assert jax.local_device_count() == 4
-model = hj.BlackScholes(100.0, 0.2)
-call = hj.EuropeanCall(100.0, 1.0)
+model = hj.BlackScholes(100.0, 0.2, rate=0.01)
+book = hj.Book([hj.EuropeanCall(100.0, 1.0), hj.EuropeanPut(90.0, 0.5)], [2.0, -1.0])
+fields = ("pnl", "hedge_error", "cost", "n_trades", "final_position", "terminal_spot")
 out = {}
-for devices in (1, 4):
-    res = hj.hedge(model, call, hj.DeltaHedge(), hj.Proportional(0.001), hj.TimeGrid(1.0, 30),
-                   1000, jax.random.key(0), devices=devices)
-    out[devices] = {f: np.asarray(getattr(res, f)).tolist() for f in ("pnl", "terminal_spot")}
+for n in (1000, 1024):
+    for name, kw in [("1", {}), ("2", dict(devices=2)), ("3", dict(devices=3)),
+                     ("4", dict(devices=4)), ("4c", dict(devices=4, chunk_size=300)),
+                     ("c64", dict(chunk_size=64)), ("c700", dict(chunk_size=700))]:
+        res = hj.hedge(model, book, hj.BandHedge(0.05),
+                       hj.Proportional(0.001) + hj.Fixed(0.01), hj.TimeGrid(1.0, 30), n,
+                       jax.random.key(0), **kw)
+        out[f"{n}/{name}"] = {f: np.asarray(getattr(res, f)).tolist() for f in fields}
+        out[f"{n}/{name}"]["devices"] = len(res.pnl.sharding.device_set)
 print(json.dumps(out))
 """
 
 
-def test_four_host_devices_see_the_same_paths():
+def test_devices_and_chunks_give_bit_identical_paths():
+    """1, 2, 3 and 4 host devices, with and without chunks: the same per-path results bit
+    for bit (each device runs the single-device program on its slice of global paths)."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     proc = subprocess.run([sys.executable, "-c", SHARDED], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    one, four = out["1"], out["4"]
-    np.testing.assert_array_equal(one["terminal_spot"], four["terminal_spot"])
-    # Different per-device compilation: equal to float32 rounding, not bit for bit.
-    np.testing.assert_allclose(four["pnl"], one["pnl"], rtol=1e-4, atol=1e-4)
+    for n in (1000, 1024):
+        reference = out[f"{n}/1"]
+        for name in ("2", "3", "4", "4c", "c64", "c700"):
+            for field in reference:
+                if field != "devices":
+                    np.testing.assert_array_equal(out[f"{n}/{name}"][field], reference[field],
+                                                  err_msg=f"{n} paths, {name}: {field}")
+    # 1024 paths tile four devices: the result stays sharded over them
+    assert out["1024/4"]["devices"] == 4 and out["1024/1"]["devices"] == 1
 
 
 @pytest.mark.parametrize("chunk_size", [257, 1000, 4096])
@@ -115,3 +128,51 @@ def test_streaming_memory_does_not_grow_with_paths():
         assert proc.returncode == 0, proc.stderr[-2000:]
         peaks.append(float(proc.stdout.strip().splitlines()[-1]))
     assert peaks[1] - peaks[0] < 15.0, peaks
+
+
+MULTIPROCESS = """
+import json, sys, jax
+jax.config.update("jax_cpu_collectives_implementation", "gloo")
+port, pid = sys.argv[1], int(sys.argv[2])
+jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                           process_id=pid)
+import jax.numpy as jnp, numpy as np, hedgejax as hj
+assert jax.process_count() == 2 and jax.local_device_count() == 2
+model = hj.BlackScholes(100.0, 0.2, rate=0.01)
+res = hj.hedge(model, hj.EuropeanCall(100.0, 1.0), hj.BandHedge(0.05),
+               hj.Proportional(0.001), hj.TimeGrid(1.0, 30), 1024, jax.random.key(0),
+               devices=2)
+total = float(jax.jit(jnp.sum)(res.pnl))  # a collective over both processes
+shards = {int(s.index[0].start): np.asarray(s.data).tolist() for s in res.pnl.addressable_shards}
+print(json.dumps({"total": total, "shards": shards}))
+"""
+
+
+def test_two_processes_share_the_paths_bit_for_bit(tmp_path):
+    """`jax.distributed` with 2 processes x 2 CPU devices: each process computes its own
+    quarter-slices of the global paths; together they equal a single-process run bit for
+    bit, and a jitted reduction over the global array sees all 1024 paths."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    procs = [subprocess.Popen([sys.executable, "-c", MULTIPROCESS, str(port), str(pid)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for pid in (0, 1)]
+    outs = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-2000:]
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    model = hj.BlackScholes(100.0, 0.2, rate=0.01)
+    single = np.asarray(hj.hedge(model, hj.EuropeanCall(100.0, 1.0), hj.BandHedge(0.05),
+                                 hj.Proportional(0.001), hj.TimeGrid(1.0, 30), 1024,
+                                 jax.random.key(0)).pnl)
+    shards = {int(k): v for out in outs for k, v in out["shards"].items()}
+    assert sorted(shards) == [0, 256, 512, 768]
+    for start, values in shards.items():
+        np.testing.assert_array_equal(values, single[start:start + 256])
+    for out in outs:
+        assert out["total"] == pytest.approx(float(np.sum(single)), rel=1e-5)

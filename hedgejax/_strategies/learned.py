@@ -38,8 +38,10 @@ def zero_last_layer(mlp: eqx.nn.MLP) -> eqx.nn.MLP:
 
 
 def apply_per_path(mlp: eqx.nn.MLP, features: jax.Array) -> jax.Array:
-    """Evaluate `mlp` on every row of `features` (n_paths, n_features): (n_paths, out)."""
-    return jax.vmap(mlp)(features)
+    """Evaluate `mlp` on every path of `features` (..., n_features): (..., out). The path
+    axes may be several (`hedge()` lays paths out as rows of 64 lanes)."""
+    flat = features.reshape(-1, features.shape[-1])
+    return jax.vmap(mlp)(flat).reshape(features.shape[:-1] + (-1,))
 
 
 def state_features(obs: Observation, reference: float, book_scale: float) -> list[jax.Array]:
@@ -207,9 +209,9 @@ class LearnedBand(AbstractStrategy):
         widths = self.init_width / _LOG2 * jax.nn.softplus(raw)  # (n_paths, n_out)
         if self.raw_ww is not None:
             ww = whalley_wilmott_unit_width(obs)
-            widths = widths + jax.nn.softplus(self.raw_ww) * ww[:, None]
+            widths = widths + jax.nn.softplus(self.raw_ww) * ww[..., None]
         widths = widths.astype(obs.spot.dtype)
-        return widths[:, 0], widths[:, -1]
+        return widths[..., 0], widths[..., -1]
 
     def __call__(self, obs: Observation, position: jax.Array) -> jax.Array:
         lower, upper = self.half_widths(obs)

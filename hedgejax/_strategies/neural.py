@@ -98,5 +98,5 @@ class NeuralHedge(AbstractStrategy):
         return jnp.stack(columns, axis=-1)
 
     def __call__(self, obs: Observation, position: jax.Array) -> jax.Array:
-        correction = apply_per_path(self.mlp, self.features(obs, position))[:, 0]
+        correction = apply_per_path(self.mlp, self.features(obs, position))[..., 0]
         return (-obs.delta + self.book_scale * correction).astype(obs.spot.dtype)

@@ -48,14 +48,14 @@ def _like(tree: Any, reference: Any) -> Any:
 
 
 def _where_paths(cond: jax.Array, new: Any, old: Any) -> Any:
-    """Leaf by leaf, `new` on the paths where `cond` (shape (n_paths,)) holds, else `old`.
-    Every leaf must be a per-path array (leading axis n_paths)."""
+    """Leaf by leaf, `new` on the paths where `cond` (the paths' shape) holds, else `old`.
+    Every leaf must be a per-path array (leading axes the paths' shape)."""
     def pick(x, y):
         y = jnp.asarray(y)
-        if y.ndim == 0 or y.shape[0] != cond.shape[0]:
+        if y.shape[:cond.ndim] != cond.shape:
             raise TypeError("the inner strategy's state must hold per-path arrays (leading "
-                            f"axis n_paths={cond.shape[0]}), got a leaf of shape {y.shape}")
-        c = cond.reshape(cond.shape + (1,) * (y.ndim - 1))
+                            f"axes {cond.shape}), got a leaf of shape {y.shape}")
+        c = cond.reshape(cond.shape + (1,) * (y.ndim - cond.ndim))
         return jnp.where(c, jnp.asarray(x).astype(y.dtype), y)
     return jax.tree.map(pick, new, old)
 
