@@ -112,10 +112,12 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     axes[0, 0].set_xlabel("rebalance")
     axes[0, 0].set_ylabel("spot")
     axes[0, 0].set_title("a path where spot rises")
-    axes[0, 1].bar(steps, [r["trade"] for r in trades], color="tab:red")
+    axes[0, 1].bar(steps[1:], [r["trade"] for r in trades[1:]], color="tab:red")
     axes[0, 1].set_xlabel("rebalance")
     axes[0, 1].set_ylabel("shares traded (< 0 sold)")
-    axes[0, 1].set_title("the hedge sells as delta rises")
+    axes[0, 1].set_title(f"after selling {-trades[0]['trade']:,.0f} at t0, the hedge "
+                         "sells as delta rises", fontsize=10)
+    fig_path.tight_layout()
 
     # the widest band whose P&L std stays within 10% of hedging at every rebalance
     close = [r for r in table[2:] if r["std_pnl"] <= 1.1 * base["std_pnl"]]
