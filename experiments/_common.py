@@ -42,3 +42,33 @@ def histograms(ax, samples: dict[str, Any], bins: int = 80, xlabel: str = "P&L a
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
+
+
+DAYS_PER_YEAR = 252
+
+
+def daily_grid(maturity: float):
+    """A grid of one step per trading day (252 a year) over `maturity` years rounded to whole
+    days; a ValueError naming the config key 'maturity' if that is under one day."""
+    import hedgejax as hj
+
+    n_steps = round(maturity * DAYS_PER_YEAR)
+    if n_steps < 1:
+        raise ValueError(f"config key 'maturity' must be at least one trading day "
+                         f"(1/{DAYS_PER_YEAR} years), got {maturity}")
+    return hj.TimeGrid(n_steps / DAYS_PER_YEAR, n_steps)
+
+
+def unhedged_result(result: Any):
+    """The book held unhedged on the paths of `result` (its unhedged_pnl), as a HedgeResult
+    with no trades and no costs: the no-hedge row without simulating again."""
+    import jax.numpy as jnp
+
+    import hedgejax as hj
+
+    zero = jnp.zeros_like(result.unhedged_pnl)
+    return hj.HedgeResult(pnl=result.unhedged_pnl, hedge_error=result.unhedged_pnl, cost=zero,
+                          n_trades=jnp.zeros(zero.shape, jnp.int32),
+                          unhedged_pnl=result.unhedged_pnl, final_position=zero,
+                          terminal_spot=result.terminal_spot,
+                          initial_price=result.initial_price)

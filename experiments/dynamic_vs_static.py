@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import figure, histograms, stats_row
+from ._common import daily_grid, figure, histograms, stats_row, unhedged_result
 from ._framework import AtLeast, Between, Context, NonNegative, Outcome, Positive
 
 NAME = "dynamic-vs-static"
@@ -54,7 +54,6 @@ BOUNDS = {"contracts": Positive(), "spot": Positive(), "strike": Positive(),
           "cost_rate": Between(0.0, 0.1, closed=True), "every": AtLeast(1),
           "band_delta": NonNegative(), "alpha": Between(0.5, 1.0)}
 
-DAYS_PER_YEAR = 252
 
 
 def _norm_cdf(x: float) -> float:
@@ -100,32 +99,15 @@ def _label(every: int) -> str:
     return {1: "delta daily", 5: "delta weekly"}.get(every, f"delta every {every} days")
 
 
-def _unhedged(result):
-    """The no-hedge outcome on the paths of `result` (its unhedged_pnl), as a HedgeResult."""
-    import jax.numpy as jnp
-
-    import hedgejax as hj
-
-    zero = jnp.zeros_like(result.pnl)
-    return hj.HedgeResult(pnl=result.unhedged_pnl, hedge_error=result.unhedged_pnl, cost=zero,
-                          n_trades=jnp.zeros_like(result.n_trades),
-                          unhedged_pnl=result.unhedged_pnl, final_position=zero,
-                          terminal_spot=result.terminal_spot,
-                          initial_price=result.initial_price)
-
-
 def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     import hedgejax as hj
 
-    n_steps = round(cfg["maturity"] * DAYS_PER_YEAR)
-    if n_steps < 1:
-        raise ValueError(f"config key 'maturity' must be at least one trading day "
-                         f"(1/{DAYS_PER_YEAR} years), got {cfg['maturity']}")
+    grid = daily_grid(cfg["maturity"])
+    n_steps = grid.n_steps
     every = sorted(set(cfg["every"]))
     if every[-1] > n_steps:
         raise ValueError(f"config key 'every' must be at most the {n_steps} trading days to "
                          f"maturity, got {every[-1]}")
-    grid = hj.TimeGrid(n_steps / DAYS_PER_YEAR, n_steps)
     contracts, vol, rate = cfg["contracts"], cfg["vol"], cfg["rate"]
     model = hj.BlackScholes(cfg["spot"], vol, rate)
     call = hj.EuropeanCall(cfg["strike"], grid.maturity)
@@ -150,7 +132,7 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
         if k is not None:
             refs[label] = (derman_kamal_std(book_vega, vol, n_steps / k), "Derman-Kamal")
     # The unhedged P&L is the same on every run's paths (same key): take the first's.
-    results = {"no hedge": _unhedged(results["static"]), **results}
+    results = {"no hedge": unhedged_result(results["static"]), **results}
     refs["no hedge"] = (closed_form_std(cfg["spot"], cfg["strike"], grid.maturity, vol, rate,
                                         -contracts, 0.0), "closed form")
     refs["static"] = (closed_form_std(cfg["spot"], cfg["strike"], grid.maturity, vol, rate,

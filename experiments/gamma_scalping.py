@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import figure
+from ._common import daily_grid, figure
 from ._framework import Between, Context, Outcome, Positive
 
 NAME = "gamma-scalping"
@@ -54,7 +54,6 @@ BOUNDS = {"contracts": Positive(), "spot": Positive(), "strike": Positive(),
           "rate": Between(-0.5, 0.5), "drift": Between(-2.0, 2.0),
           "cost_rate": Between(0.0, 0.1, closed=True)}
 
-DAYS_PER_YEAR = 252
 POSITIONS = {"straddle": 2.0, "call": 1.0}   # gamma multiple of one call
 
 
@@ -118,11 +117,8 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     if cfg["position"] not in POSITIONS:
         raise ValueError(f"config key 'position' must be one of {', '.join(POSITIONS)}, got "
                          f"{cfg['position']!r}")
-    n_steps = round(cfg["maturity"] * DAYS_PER_YEAR)
-    if n_steps < 1:
-        raise ValueError(f"config key 'maturity' must be at least one trading day "
-                         f"(1/{DAYS_PER_YEAR} years), got {cfg['maturity']}")
-    grid = hj.TimeGrid(n_steps / DAYS_PER_YEAR, n_steps)
+    grid = daily_grid(cfg["maturity"])
+    n_steps = grid.n_steps
     T = grid.maturity
     spot, strike, rate = cfg["spot"], cfg["strike"], cfg["rate"]
     implied, drift, contracts = cfg["implied_vol"], cfg["drift"], cfg["contracts"]

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import figure, histograms, stats_row
+from ._common import figure, histograms, stats_row, unhedged_result
 from ._framework import AtLeast, Between, Context, NonNegative, Outcome, Positive
 from .model_risk import gamma_pnl
 
@@ -73,19 +73,6 @@ def _load(cfg: dict[str, Any]):
     except ValueError as err:
         raise ValueError(f"config key 'prices_csv': {err}") from None
     return dates, prices, str(path)
-
-
-def _unhedged(res):
-    """The book alone on the same paths, as a HedgeResult (no trades, no costs)."""
-    import jax.numpy as jnp
-
-    import hedgejax as hj
-
-    zeros = jnp.zeros_like(res.unhedged_pnl)
-    return hj.HedgeResult(pnl=res.unhedged_pnl, hedge_error=res.unhedged_pnl, cost=zeros,
-                          n_trades=jnp.zeros(zeros.shape, jnp.int32),
-                          unhedged_pnl=res.unhedged_pnl, final_position=zeros,
-                          terminal_spot=res.terminal_spot, initial_price=res.initial_price)
 
 
 def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
@@ -141,7 +128,7 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
         gamma = gamma_pnl(paths, call.strike, maturity, maturity, vol, rate)
         realised[w] = np.std(np.diff(np.log(paths), axis=1), axis=1, ddof=1) * math.sqrt(252)
         daily = results[(w, strategies[0][0])]
-        rows = [("no hedge", _unhedged(daily))] + [(label, results[(w, label)])
+        rows = [("no hedge", unhedged_result(daily))] + [(label, results[(w, label)])
                                                   for label, _ in strategies]
         for label, res in rows:
             row = {"world": w, **stats_row(label, res), "paths": int(res.pnl.shape[0])}

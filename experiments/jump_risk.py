@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import figure, stats_row
+from ._common import daily_grid, figure, stats_row
 from ._framework import Between, Context, NonNegative, Outcome, Positive
 
 NAME = "jump-risk"
@@ -59,7 +59,6 @@ BOUNDS = {"contracts": Positive(), "spot": Positive(), "strike": Positive(),
           "tail_strike": Positive(), "tail_ratio": NonNegative(),
           "alpha": Between(0.5, 1.0)}
 
-DAYS_PER_YEAR = 252
 
 
 # Paths simulated together when the hedge model is Merton: its 64-term series price and
@@ -112,11 +111,8 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     if cfg["tail_strike"] >= cfg["strike"]:
         raise ValueError(f"config key 'tail_strike' must be below strike ({cfg['strike']:g}) "
                          f"for a tail hedge, got {cfg['tail_strike']:g}")
-    n_steps = round(cfg["maturity"] * DAYS_PER_YEAR)
-    if n_steps < 1:
-        raise ValueError(f"config key 'maturity' must be at least one trading day "
-                         f"(1/{DAYS_PER_YEAR} years), got {cfg['maturity']}")
-    grid = hj.TimeGrid(n_steps / DAYS_PER_YEAR, n_steps)
+    grid = daily_grid(cfg["maturity"])
+    n_steps = grid.n_steps
     T, spot, rate, alpha = grid.maturity, cfg["spot"], cfg["rate"], cfg["alpha"]
     contracts = cfg["contracts"]
     jumpy = hj.Merton(spot, cfg["vol"], cfg["jump_rate"], cfg["jump_mean"], cfg["jump_std"],

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import figure, histograms, stats_row
+from ._common import figure, histograms, stats_row, unhedged_result
 from ._framework import AtLeast, Between, Context, NonNegative, Outcome, Positive
 
 NAME = "vega-hedging"
@@ -59,19 +59,6 @@ BOUNDS = {"contracts": Positive(), "spot": Positive(), "strike": Positive(),
           "share_cost_rate": NonNegative()}
 
 OPTION_HEDGES = ("delta-vega", "delta-gamma")
-
-
-def _unhedged(res):
-    """The book alone on the same paths, as a HedgeResult (no trades, no costs)."""
-    import jax.numpy as jnp
-
-    import hedgejax as hj
-
-    zeros = jnp.zeros_like(res.unhedged_pnl)
-    return hj.HedgeResult(pnl=res.unhedged_pnl, hedge_error=res.unhedged_pnl, cost=zeros,
-                          n_trades=jnp.zeros(zeros.shape, jnp.int32),
-                          unhedged_pnl=res.unhedged_pnl, final_position=zeros,
-                          terminal_spot=res.terminal_spot, initial_price=res.initial_price)
 
 
 def _row(label: str, res) -> dict[str, Any]:
@@ -139,7 +126,7 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     results = {}
     for label, strategy in ctx.track(strategies, "hedging (Heston pricing in the loop)"):
         results[label] = hj.hedge(world, book, strategy, costs, grid, n, key)
-    results = {"unhedged": _unhedged(results["delta"]), **results}
+    results = {"unhedged": unhedged_result(results["delta"]), **results}
     table = [_row(label, res) for label, res in results.items()]
 
     fig, ax = figure(ncols=2, size=(12.0, 4.4))

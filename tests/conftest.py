@@ -11,3 +11,29 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", previous)
+
+
+def check_run_folder(folder, name):
+    """An experiment's run folder is complete: results.json parses and names the experiment,
+    summary.csv has the table's rows in order, every figure report.md shows exists, the
+    report states the question, and findings were written. Returns results.json."""
+    import csv
+    import json
+    import re
+
+    payload = json.loads((folder / "results.json").read_text())
+    assert payload["experiment"] == name
+    with open(folder / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(payload["table"]) > 0
+    assert list(rows[0]) == list(payload["table"][0])
+    first = next(iter(payload["table"][0]))      # the label column
+    assert [r[first] for r in rows] == [str(r[first]) for r in payload["table"]]
+    report = (folder / "report.md").read_text()
+    assert payload["question"] in report
+    stems = re.findall(r"!\[[^\]]*\]\(([^)]+)\.png\)", report)
+    assert stems and sorted(stems) == sorted(p.stem for p in folder.glob("*.png"))
+    for stem in stems:
+        assert (folder / f"{stem}.png").stat().st_size > 0
+    assert payload["findings"]
+    return payload

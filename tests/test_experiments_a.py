@@ -4,11 +4,8 @@ checked, and one scientific property of its result asserted with Monte Carlo err
 
 from __future__ import annotations
 
-import csv
-import json
-import re
-
 import pytest
+from conftest import check_run_folder
 
 from experiments._framework import ConfigError, run_experiment
 
@@ -17,19 +14,7 @@ def _run(name, tmp_path, overrides):
     """Run `name` small; check its folder; return (results.json payload, table rows)."""
     folder = run_experiment(name, out=tmp_path, overrides=overrides, progress=False,
                             show=False)
-    payload = json.loads((folder / "results.json").read_text())
-    with open(folder / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(payload["table"]) > 0
-    first = next(iter(payload["table"][0]))
-    assert [r[first] for r in rows] == [str(r[first]) for r in payload["table"]]
-    report = (folder / "report.md").read_text()
-    assert payload["question"] in report
-    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", report)
-    assert figures
-    for png in figures:
-        assert (folder / png).stat().st_size > 0
-    assert payload["findings"]
+    payload = check_run_folder(folder, name)
     return payload, payload["table"]
 
 

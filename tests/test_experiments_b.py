@@ -3,31 +3,11 @@ property each that holds by a wide margin of Monte Carlo error."""
 
 from __future__ import annotations
 
-import csv
-import json
-
 import numpy as np
 import pytest
+from conftest import check_run_folder
 
-from experiments import _framework
 from experiments._framework import run_experiment
-
-
-def _check_folder(folder, name):
-    """results.json parses, summary.csv has the table's rows, every figure exists and the
-    report states the question; returns the parsed results.json."""
-    module = _framework.load_module(name)
-    payload = json.loads((folder / "results.json").read_text())
-    assert payload["experiment"] == name
-    with open(folder / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(payload["table"]) > 0
-    assert list(rows[0]) == list(payload["table"][0])
-    report = (folder / "report.md").read_text()
-    assert module.QUESTION in report
-    pngs = sorted(p.stem for p in folder.glob("*.png"))
-    assert pngs and all(f"![{stem}]({stem}.png)" in report for stem in pngs)
-    return payload
 
 
 def test_frequency_vs_cost_small(tmp_path):
@@ -37,7 +17,7 @@ def test_frequency_vs_cost_small(tmp_path):
                    "thresholds": [0.01, 0.03], "widths": [0.02, 0.05, 0.1, 0.2],
                    "risk_aversions": [1.0, 10.0], "lams": [1.0], "fit_steps": 20,
                    "fit_paths": 512})
-    payload = _check_folder(folder, "frequency-vs-cost")
+    payload = check_run_folder(folder, "frequency-vs-cost")
     assert (folder / "frontier.png").exists()
     table = payload["table"]
     assert {r["family"] for r in table} == {"calendar", "move-based", "fixed band",
@@ -71,7 +51,7 @@ def test_band_learning_small(tmp_path):
         overrides={"bands": ["constant"], "paths": 4096, "steps": 21, "fit_steps": 40,
                    "fit_paths": 512, "grid_widths": [0.0, 0.005, 0.01, 0.02, 0.03, 0.05,
                                                      0.08]})
-    payload = _check_folder(folder, "band-learning")
+    payload = check_run_folder(folder, "band-learning")
     assert (folder / "training.png").exists() and (folder / "grid_search.png").exists()
     rows = {r["band"]: r for r in payload["table"]}
     fit, best = rows["constant, fitted"], rows["constant, grid best"]

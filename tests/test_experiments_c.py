@@ -6,42 +6,20 @@ errors)."""
 from __future__ import annotations
 
 import csv
-import json
 import re
 
 import numpy as np
 import pytest
+from conftest import check_run_folder
 
-from experiments import _framework
 from experiments._framework import run_experiment
-
-
-def _check_folder(folder, name):
-    """results.json parses, summary.csv has the table's rows, the figures named in report.md
-    exist, and report.md states the question. Returns results.json."""
-    module = _framework.load_module(name)
-    payload = json.loads((folder / "results.json").read_text())
-    assert payload["experiment"] == name
-    with open(folder / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    assert len(rows) == len(payload["table"]) > 0
-    first = list(payload["table"][0])[0]          # the label column
-    assert [r[first] for r in rows] == [str(r[first]) for r in payload["table"]]
-    report = (folder / "report.md").read_text()
-    assert module.QUESTION in report
-    stems = re.findall(r"!\[[^\]]*\]\(([^)]+)\.png\)", report)
-    assert stems
-    for stem in stems:
-        assert (folder / f"{stem}.png").stat().st_size > 0
-    assert payload["findings"]
-    return payload
 
 
 def test_vega_hedging_listed_option_removes_variance_risk(tmp_path):
     folder = run_experiment("vega-hedging", out=tmp_path, progress=False, show=False,
                             overrides={"paths": 400, "steps": 6,
                                        "option_hedges": ["delta-vega"]})
-    payload = _check_folder(folder, "vega-hedging")
+    payload = check_run_folder(folder, "vega-hedging")
     rows = {r["strategy"]: r for r in payload["table"]}
     assert list(rows) == ["unhedged", "delta", "delta-vega"]
     # Shares cannot hedge the variance; the listed option can: about half the residual std
@@ -58,7 +36,7 @@ def test_model_risk_mean_pnl_is_the_price_difference(tmp_path):
     folder = run_experiment("model-risk", out=tmp_path, progress=False, show=False,
                             overrides={"paths": 2000, "steps": 21,
                                        "hedge_vols": [0.15, 0.25], "heston_steps": 4})
-    payload = _check_folder(folder, "model-risk")
+    payload = check_run_folder(folder, "model-risk")
     bs = [r for r in payload["table"] if r["world"].startswith("BS")]
     assert [r["hedge_vol"] for r in bs] == [0.15, 0.25]
     for row in bs:
@@ -75,7 +53,7 @@ def test_portfolio_insurance_costs_and_gap_risk(tmp_path):
     folder = run_experiment("portfolio-insurance", out=tmp_path, progress=False, show=False,
                             overrides={"paths": 4000, "days": 63, "crash_day": 30,
                                        "jump_rate": 1.0, "rebalance_every": [1, 5]})
-    payload = _check_folder(folder, "portfolio-insurance")
+    payload = check_run_folder(folder, "portfolio-insurance")
     rows = {(r["world"], r["rebalance"]): r for r in payload["table"]}
     assert len(rows) == 6
     d, j, c = (rows[(w, "daily")] for w in ("diffusion", "jumps", "crash"))
@@ -107,7 +85,7 @@ def test_historical_hedges_along_a_csv(tmp_path):
                             overrides={"paths": 500, "prices_csv": str(path),
                                        "price_column": "close", "window": window,
                                        "stride": stride})
-    payload = _check_folder(folder, "historical")
+    payload = check_run_folder(folder, "historical")
     windows = [r for r in payload["table"] if r["world"] == "windows"]
     assert {r["paths"] for r in windows} == {(299 - window) // stride + 1}
     # long gamma: the hedged call earns in windows whose realised vol beats the hedge vol

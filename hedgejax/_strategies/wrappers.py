@@ -60,7 +60,20 @@ def _where_paths(cond: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-class Limits(AbstractStrategy):
+class _Wrapper(AbstractStrategy):
+    """A strategy around an inner `strategy` (a field of each subclass): it trades what the
+    inner one trades, so its listed option and that option's costs are the inner one's."""
+
+    @property
+    def option(self) -> Any:
+        return self.strategy.option
+
+    @property
+    def option_costs(self) -> Any:
+        return self.strategy.option_costs
+
+
+class Limits(_Wrapper):
     """Risk limits around `strategy`: its target shares are clipped to
     [-max_position, max_position], then the trade (target - current shares) to
     [-max_trade, max_trade]. The result is the target itself wherever no limit binds.
@@ -85,14 +98,6 @@ class Limits(AbstractStrategy):
         check_positive("max_position", self.max_position)
         check_positive("max_trade", self.max_trade)
 
-    @property
-    def option(self) -> Any:
-        return self.strategy.option
-
-    @property
-    def option_costs(self) -> Any:
-        return self.strategy.option_costs
-
     def limit(self, target: Any, position: Any) -> Any:
         """`target` with its shares brought within the limits, trading from `position`."""
         shares = _shares(target)
@@ -114,7 +119,7 @@ class Limits(AbstractStrategy):
         return self.limit(target, position), state
 
 
-class ExecutionLag(AbstractStrategy):
+class ExecutionLag(_Wrapper):
     """Orders of `strategy` are filled `steps` grid steps after they are decided.
 
     The target decided at t_i is filled at t_{i+steps}, at that step's spot S_{i+steps}
@@ -136,14 +141,6 @@ class ExecutionLag(AbstractStrategy):
         _check_strategy(self.strategy)
         check_int("steps", self.steps, 1)
 
-    @property
-    def option(self) -> Any:
-        return self.strategy.option
-
-    @property
-    def option_costs(self) -> Any:
-        return self.strategy.option_costs
-
     def __call__(self, obs: Observation, position: Any) -> Any:
         stateless_only(self)
 
@@ -158,7 +155,7 @@ class ExecutionLag(AbstractStrategy):
         return queue[0], (queue[1:] + (target,), inner)
 
 
-class MoveBased(AbstractStrategy):
+class MoveBased(_Wrapper):
     """Event-triggered rebalancing: rebalance with `strategy` (delta hedging by default) at
     step 0 and whenever spot has moved by at least `threshold` (relative) since the last
     rebalance, |S_i / S_last - 1| >= threshold; hold otherwise.
@@ -176,14 +173,6 @@ class MoveBased(AbstractStrategy):
     def __check_init__(self):
         check_positive("threshold", self.threshold)
         _check_strategy(self.strategy)
-
-    @property
-    def option(self) -> Any:
-        return self.strategy.option
-
-    @property
-    def option_costs(self) -> Any:
-        return self.strategy.option_costs
 
     def __call__(self, obs: Observation, position: Any) -> Any:
         stateless_only(self)
