@@ -62,7 +62,11 @@ from .registry import register_pricer
 # Quadrature: Gauss-Legendre nodes on the bump and on the tail (module docstring), per
 # precision: float64 needs more nodes to reach its 1e-10 relative target in the hardest regimes
 # (30-year maturities with xi = 5), float32 stops at its own rounding level.
-_NODES = {"float64": (96, 128), "float32": (64, 96)}
+_NODES = {"float64": (64, 64, 96), "float32": (48, 48, 64)}
+# The middle panel, geometric, covers [b, max(b * _GEOMETRIC_SPAN, 8 / sqrt(w))] (b the bump
+# panel's end, w the expected total variance), where the algebraic decay 1 / |z (z - i)| of the
+# integrand or the spread of the variance's law sets the scale.
+_GEOMETRIC_SPAN = 64.0
 _BUMP_WIDTHS = 8.0   # the bump panel spans this many bump widths
 _TAIL_DECAY = 40.0   # the tail panel ends where the integrand has decayed by e^-40
 _TAN_TILT = float(np.tan(np.pi / 12))
@@ -72,6 +76,10 @@ _LOG_P_MIN, _LOG_P_MAX = float(np.log(1e-8)), float(np.log(1e8))
 _ALPHA_CAP = 1e4
 _STRIP_ITERATIONS = 48
 _NEWTON_ITERATIONS = 12
+# Lewis's line (alpha = -1/2, no tilt) is used only when the out-of-the-money side's integrand
+# is larger than its own by more than this factor (log): the side's tilted contour decays
+# exponentially even where the horizontal line does not (|rho| near 1).
+_LEWIS_PREFERENCE = float(np.log(1e3))
 # alpha stays inside this fraction of the moment strip.
 _STRIP_SHRINK = 0.99
 # Total variance floor: keeps scales finite for v0 = theta = 0 or tau -> 0.
@@ -202,18 +210,22 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
     alpha, _, _ = lax.fori_loop(0, _NEWTON_ITERATIONS, newton, (alpha, lo, hi))
     # Lewis's line alpha = -1/2 when the out-of-the-money side is worse (a narrow strip).
     lewis = jnp.full_like(alpha, -0.5)
-    use_lewis = ~(psi(alpha) <= psi(lewis))
+    use_lewis = ~(psi(alpha) <= psi(lewis) + _LEWIS_PREFERENCE)
     alpha = jnp.where(use_lewis, lewis, alpha)
 
     second = derivative(derivative(log_moment))(alpha + 1.0)
-    width = 1.0 / jnp.sqrt(jnp.maximum(second, _MIN_TOTAL_VARIANCE))
+    # The bump's width: the Gaussian part's, or the distance to the nearer pole of
+    # 1 / (z (z - i)) (at alpha = 0 and -1) when alpha is closer to it (a Lorentzian peak).
+    width = jnp.minimum(1.0 / jnp.sqrt(jnp.maximum(second, _MIN_TOTAL_VARIANCE)),
+                        jnp.minimum(jnp.abs(alpha), jnp.abs(alpha + 1.0)))
 
     level = v0 + kappa * theta * tau
     r = rho - xi * k / jnp.where(level > 0, level, 1.0)
     # No tilt on Lewis's line: between the poles at Im z = 0 and 1 any tilt would cross one.
-    tan_tilt = jnp.where((r * k < 0) & ~use_lewis, _TAN_TILT * jnp.sign(k), 0.0)
+    tan_tilt = jnp.where(use_lewis, 0.0, -_TAN_TILT * jnp.sign(r))
     decay = level / xi * (jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)) - tan_tilt * r)
-    decay = jnp.maximum(decay, 1e-3 / width)
+    # A floor only against lambda = 0 (rho = +-1 on an untilted line).
+    decay = jnp.maximum(decay, 1e-6 / jnp.sqrt(total_var))
     # Chernoff bound on the out-of-the-money price over F at this alpha:
     # (e^x - e^-k)^+ <= e^{(alpha+1) x + alpha k} sup_x(...) gives for alpha > 0
     # log(call / F) <= alpha k + log M(alpha + 1) - log(alpha + 1) + alpha log(alpha / (alpha + 1))
@@ -223,7 +235,7 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
         alpha > 0, -jnp.log1p(alpha) + alpha * ratio_log,
         -jnp.log(-alpha) + (alpha + 1.0) * ratio_log)
     negligible = ~use_lewis & (bound < np.log(jnp.finfo(k.dtype).tiny))
-    return alpha, tan_tilt, width, decay, negligible
+    return alpha, tan_tilt, width, decay, negligible, jnp.sqrt(total_var)
 
 
 def _otm_and_forward(model: Heston, log_spot, strike, tau):
@@ -243,7 +255,7 @@ def _otm_and_forward_arrays(log_spot, strike, tau, v0, kappa, theta, xi, rho, ra
     log_forward = log_spot + (rate - div) * tau
     log_moneyness = log_forward - jnp.log(strike)
     held = [lax.stop_gradient(x) for x in (log_moneyness, tau, v0, kappa, theta, xi, rho)]
-    alpha, tan_tilt, width, decay, negligible = _contour(*held)
+    alpha, tan_tilt, width, decay, negligible, total_sd = _contour(*held)
     # A negligible price (below the dtype's tiny, by the Chernoff bound) is 0; its integral
     # is evaluated at a harmless damping so that nothing non-finite reaches the derivatives.
     alpha = jnp.where(negligible, jnp.where(alpha > 0, 1.0, -2.0), alpha)
@@ -253,14 +265,21 @@ def _otm_and_forward_arrays(log_spot, strike, tau, v0, kappa, theta, xi, rho, ra
     def last(x):
         return jnp.expand_dims(x, -1)
 
-    (bump_nodes, bump_weights), (tail_nodes, tail_weights) = _RULES[
-        "float64" if dtype == jnp.float64 else "float32"]
-    bump_end = _BUMP_WIDTHS * width
-    tail_len = _TAIL_DECAY / decay
-    u = jnp.concatenate([last(bump_end) * bump_nodes.astype(dtype),
-                         last(bump_end) + last(tail_len) * tail_nodes.astype(dtype)], -1)
-    weights = jnp.concatenate([last(bump_end) * bump_weights.astype(dtype),
-                               last(tail_len) * tail_weights.astype(dtype)], -1)
+    (bump_x, bump_w), (geo_x, geo_w), (tail_x, tail_w) = (
+        (x.astype(dtype), w.astype(dtype))
+        for x, w in _RULES["float64" if dtype == jnp.float64 else "float32"])
+    # Three panels: the bump [0, b] and the tail [b, b + L] split at m = min(b * span, b + L):
+    # Gauss-Legendre in log u on [b, m] (algebraic decay), in u on [m, b + L] (exponential
+    # decay and oscillation).
+    bump_end = last(_BUMP_WIDTHS * width)
+    end = bump_end + last(_TAIL_DECAY / decay)
+    split = jnp.minimum(jnp.maximum(bump_end * _GEOMETRIC_SPAN,
+                                    last(_BUMP_WIDTHS / total_sd)), end)
+    log_span = jnp.log(split / bump_end)
+    geo_u = bump_end * jnp.exp(log_span * geo_x)
+    u = jnp.concatenate([bump_end * bump_x, geo_u, split + (end - split) * tail_x], -1)
+    weights = jnp.concatenate([bump_end * bump_w, log_span * geo_u * geo_w,
+                               (end - split) * tail_w], -1)
     direction = 1.0 + 1j * last(tan_tilt)
     z = u * direction - 1j * last(alpha)
     z_shift = z - 1j
