@@ -223,9 +223,9 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
     r = rho - xi * k / jnp.where(level > 0, level, 1.0)
     # No tilt on Lewis's line: between the poles at Im z = 0 and 1 any tilt would cross one.
     tan_tilt = jnp.where(use_lewis, 0.0, -_TAN_TILT * jnp.sign(r))
-    decay = level / xi * (jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)) - tan_tilt * r)
     # A floor only against lambda = 0 (rho = +-1 on an untilted line).
-    decay = jnp.maximum(decay, 1e-6 / jnp.sqrt(total_var))
+    slope = jnp.maximum(jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)) - tan_tilt * r, 1e-3)
+    decay = jnp.maximum(level / xi * slope, _MIN_TOTAL_VARIANCE)
     # Chernoff bound on the out-of-the-money price over F at this alpha:
     # (e^x - e^-k)^+ <= e^{(alpha+1) x + alpha k} sup_x(...) gives for alpha > 0
     # log(call / F) <= alpha k + log M(alpha + 1) - log(alpha + 1) + alpha log(alpha / (alpha + 1))
