@@ -457,3 +457,17 @@ def test_grad_through_jit_and_vmap_over_parameters(x64):
     values = price_of_xi(xis)
     for xi, value in zip(xis, values, strict=True):
         np.testing.assert_allclose(float(value), _ql(dict(BASE, xi=float(xi))), rtol=1e-7)
+
+
+def test_unresolvable_regime_raises_naming_the_parameters_instead_of_a_wrong_price(x64):
+    """|rho| = 1 with a vanishing moment strip (xi = 5, kappa theta tiny): neither a damped
+    side nor Lewis's line decays, so the pricer refuses (documented in its module docstring)
+    rather than return the non-monotone prices it used to; a nearby resolvable case prices."""
+    model = _heston(spot=100.0, v0=1e-4, kappa=0.05, theta=1e-3, xi=5.0, rho=1.0, rate=-0.02)
+    call = hj.EuropeanCall(254.0, 1.0)
+    with pytest.raises(ValueError, match=r"not certified.*rho=1.*xi=5"):
+        hj.price(model, call)
+    with pytest.raises(Exception, match="not certified"):
+        jax.block_until_ready(jax.jit(lambda m: hj.price(m, call))(model))
+    fine = model.replace(rho=0.9)
+    assert 0.0 < float(hj.price(fine, call)) < 100.0

@@ -1,55 +1,69 @@
 """Semi-analytic Heston prices of European calls and puts, in JAX so `greeks()` and
 `jax.grad` differentiate them with respect to spot, time and every model parameter.
 
-Method: a damped Fourier inversion along a deformed contour with an optimal damping
-(Lord and Kahl, "Optimal Fourier inversion in semi-analytical option pricing", J. Comp.
-Finance 10(4), 2007) and the contour tilt of Andersen and Lake ("Robust high-precision option
-pricing by Fourier transforms: contour deformations and double-exponential quadrature",
-2018; the tilt rule is the one QuantLib's AnalyticHestonEngine uses for its angled contour).
-With X = log(S_T / F), F = S e^{(r - q) tau} the forward, k = log(F / K) and
-phi(z) = E[e^{i z X}] in the "little Heston trap" form (Albrecher, Mayer, Schoutens,
-Tistaert 2007; the cancellation-free variant of Andersen and Lake),
+Method: a damped Fourier inversion on a tilted contour with an optimal damping (Lord and
+Kahl, "Optimal Fourier inversion in semi-analytical option pricing", J. Comp. Finance 10(4),
+2007; Andersen and Lake, "Robust high-precision option pricing by Fourier transforms: contour
+deformations and double-exponential quadrature", 2018). With X = log(S_T / F),
+F = S e^{(r - q) tau} the forward, k = log(F / K) and phi(z) = E[e^{i z X}] in the
+cancellation-free "little Heston trap" form (Albrecher, Mayer, Schoutens, Tistaert 2007;
+Andersen and Lake 2018),
 
     call = e^{-r tau} [ R(alpha) - F / pi * int_0^inf Re( e^{i z k} phi(z - i) z'(u)
                                                         / (z (z - i)) ) du ],
     z(u) = u (1 + i tan w) - i alpha,
 
-where the residue term R(alpha) is 0 for alpha > 0, F for -1 < alpha < 0 and F - K for
-alpha < -1 (so alpha > 0 integrates the call, alpha < -1 the put). The damping alpha is chosen
-per option, as the minimiser of the integrand's size at u = 0,
+where R(alpha) is 0 for alpha > 0, F for -1 < alpha < 0 and F - K for alpha < -1 (residues
+of the poles at z = 0 and z = i).
 
-    psi(alpha) = alpha k + log E[e^{(alpha + 1) X}] - log|alpha (alpha + 1)|,
+Damping. The integrand's size at u = 0 is exp(psi(alpha)),
+psi(alpha) = alpha k + log E[e^{(alpha + 1) X}] - log|alpha (alpha + 1)|. The moments exist
+only inside a strip whose edges are where the explosion time of Andersen and Piterbarg
+("Moment explosions in stochastic volatility models", Finance Stoch. 11, 2007) equals tau;
+they are found by bisection. On the out-of-the-money side (alpha > 0 when F < K: the call;
+alpha < -1 otherwise: the put, always the smaller of the two, so there is no cancellation)
+psi is convex, and a safeguarded Newton iteration from the Black-Scholes optimum finds its
+minimum: a saddle point, where the integrand is a smooth bump. This is what keeps prices 10
+standard deviations out of the money (1e-21 of spot) at full relative precision. Lewis's line
+alpha = -1/2 is used instead only when the side's integrand is larger by a factor of 1e6
+(float64; 1e3 in float32), i.e. when the strip is very narrow. If the Chernoff bound
+E[(e^X - e^{-k})^+] <= e^{alpha k} E[e^{(alpha+1) X}] alpha^alpha / (alpha+1)^(alpha+1) (and its
+mirror for puts) is below the dtype's smallest normal number, the price is exactly 0 to that
+precision and is returned as 0 (e.g. beyond the bounded support of S_T when rho = -1).
 
-inside the moment strip: the moments E[e^{p X}] exist only while the explosion time of
-Andersen and Piterbarg ("Moment explosions in stochastic volatility models", Finance Stoch.
-11, 2007) exceeds tau, and the strip edges are found by bisection. The side is the
-out-of-the-money option (alpha > 0 when F < K, alpha < -1 otherwise: it is the smaller of
-the two prices, so its value is computed with relative accuracy, with no cancellation);
-alpha = -1/2 (Lewis's line) is used instead when its psi is smaller, which happens when the
-strip is narrow (long maturities with large xi). psi is convex, and a safeguarded Newton
-iteration finds its minimum. With this alpha the integrand is close to a Gaussian bump of
-width 1 / sqrt(d^2/dp^2 log E[e^{p X}]) at u = 0 (a saddle point), so even prices 10
-standard deviations out of the money (1e-21 of spot) come out to full relative precision.
+Tilt. The contour is tilted by tan w = -sign(r) tan(pi / 12), r = rho - xi k / (v0 +
+kappa theta tau): the characteristic function then decays like exp(-lambda u) with
+lambda = (v0 + kappa theta tau) / xi (sqrt(1 - rho^2) - r tan w) > 0 even at |rho| = 1.
+(QuantLib's angled contour tilts only where r k < 0; measured here, tilting against r is
+also right on the other side.) Lewis's line is never tilted.
 
-The contour is tilted by the angle w = sign(k) pi / 12 when (rho - xi k / (v0 + kappa theta
-tau)) k < 0, which turns the oscillation of e^{i u k} into exponential decay. The integral is
-then taken with Gauss-Legendre on two panels: 32 nodes on the bump [0, 8 s] (s the bump's
-width) and 64 nodes on [8 s, 8 s + 40 / lambda], where lambda is the asymptotic exponential
-decay rate of the integrand along the contour, (v0 + kappa theta tau) / xi (sqrt(1 - rho^2)
-- tan(w) r): the integrand has decayed by e^{-40} at the end. 96 characteristic-function
-evaluations per price, as before. The damping, tilt and node placement are held out of
-differentiation (`stop_gradient`): the integral does not depend on them.
+Quadrature: Gauss-Legendre on three panels, [0, b] with b = 8 bump widths (the Gaussian
+width 1 / sqrt(d^2 log E[e^{pX}] / dp^2), or the distance of alpha to a pole when smaller),
+[b, m] in log u with m = min(max(64 b, 8 / sqrt(w)), end) where the algebraic decay
+1 / |z (z - i)| dominates, and [m, end] in u, with end = b + max(40 / lambda, 12 / sqrt(w))
+(w the expected total variance). 224 characteristic-function evaluations per price in
+float64, 160 in float32. The damping, tilt and panels are held out of differentiation
+(`stop_gradient`): the integral does not depend on them.
 
-Accuracy, float64, measured against QuantLib's AnalyticHestonEngine (adaptive Gauss-Lobatto
-at relative tolerance 1e-13) and 30-digit mpmath integrals over a grid of T from 1 day to 30
-years, K / S from 0.25 to 4, xi up to 5, rho in [-1, 1], Feller violated 10x and v0 from
-1e-4 (experiments/heston_accuracy.py, results in experiments/results/heston_accuracy.md):
-see that report for the figures. In float32 (the default) the quadrature is the same and the
-error is set by float32 rounding (about 1e-6 of spot).
+Accuracy, float64, against QuantLib 1.44's AnalyticHestonEngine (three variants at 1e-13)
+and 40-digit mpmath on a grid of 3087 points x call and put (T 1 day..30 years, K / S
+0.25..4, rho in [-1, 1], xi up to 5, v0 from 1e-4, Feller violated 10x;
+experiments/heston_accuracy.py, results in experiments/results/heston_accuracy.md): max
+error 7.6e-9 x spot, max relative error 1.1e-8 for prices above 1e-6 x spot; delta, vega
+and theta within 1.2e-7 relative of Richardson finite differences. float32: max error
+6.6e-7 x spot.
+
+Refusal: at |rho| = 1 (to within 5e-7) the characteristic function decays only on a tilted
+contour, and when the out-of-the-money side of the moment strip is narrower than 0.03 in
+alpha (e.g. xi = 5, kappa theta tiny) or only Lewis's line is left, the integral is not
+resolved. The price then raises `ValueError` naming the parameters (an equinox runtime error
+under jit) instead of returning an unresolved number: 32 of the grid's 6174 prices
+(experiments/results/heston_accuracy.md). Use |rho| < 1 or Monte Carlo there.
 """
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,6 +71,7 @@ from jax import lax
 
 from .._instruments import EuropeanCall, EuropeanPut
 from .._models.heston import Heston
+from .._validate import is_concrete
 from .registry import register_pricer
 
 # Quadrature: Gauss-Legendre nodes on the bump and on the tail (module docstring), per
@@ -69,6 +84,11 @@ _NODES = {"float64": (64, 64, 96), "float32": (48, 48, 64)}
 _GEOMETRIC_SPAN = 64.0
 _BUMP_WIDTHS = 8.0   # the bump panel spans this many bump widths
 _TAIL_DECAY = 40.0   # the tail panel ends where the integrand has decayed by e^-40
+_SLOPE_FLOOR = 1e-3
+_MAX_TAIL_PERIODS = 16.0
+# At |rho| = 1 a side of the moment strip narrower than this (in alpha) is not resolved.
+_NARROW_STRIP = 0.03  # most oscillations the tail panel is trusted with (untilted)
+_GAUSSIAN_REACH = 12.0  # ... and not before 12 / sqrt(w) (w the expected total variance)
 _TAN_TILT = float(np.tan(np.pi / 12))
 # Moment strip search: bisection on log(p - 1) (or log(-p)) over [_LOG_P_MIN, _LOG_P_MAX].
 _LOG_P_MIN, _LOG_P_MAX = float(np.log(1e-8)), float(np.log(1e8))
@@ -79,9 +99,12 @@ _NEWTON_ITERATIONS = 12
 # Lewis's line (alpha = -1/2, no tilt) is used only when the out-of-the-money side's integrand
 # is larger than its own by more than this factor (log): the side's tilted contour decays
 # exponentially even where the horizontal line does not (|rho| near 1).
-_LEWIS_PREFERENCE = float(np.log(1e3))
-# alpha stays inside this fraction of the moment strip.
-_STRIP_SHRINK = 0.99
+# The factor is the rounding error the dtype can afford to amplify: 1e6 in float64 (prices
+# still to ~1e-10 relative), 1e3 in float32.
+_LEWIS_PREFERENCE = {"float64": float(np.log(1e6)), "float32": float(np.log(1e3))}
+# alpha stays inside this fraction of its side of the moment strip (QuantLib uses 0.99; half
+# leaves the tilted contour room before the strip's edge, which it moves towards).
+_STRIP_SHRINK = 0.5
 # Total variance floor: keeps scales finite for v0 = theta = 0 or tau -> 0.
 _MIN_TOTAL_VARIANCE = 1e-12
 
@@ -186,7 +209,7 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
     call_side = k < 0
     upper = _strip_edge(tau, kappa, xi, rho, 1.0) - 1.0    # alpha < p+ - 1
     lower = _strip_edge(tau, kappa, xi, rho, -1.0) - 1.0   # alpha > p- - 1
-    # Brackets as QuantLib's OptimalAlpha: (0, 0.99 (p+ - 1)) or (-1 + 0.99 (p- - 1 + 1), -1).
+    # Brackets: (0, c (p+ - 1)) or (-1 + c (p- - 1 + 1), -1), c = _STRIP_SHRINK.
     lo = jnp.where(call_side, 0.0, jnp.maximum(-1.0 + _STRIP_SHRINK * (lower + 1.0),
                                                -_ALPHA_CAP))
     hi = jnp.where(call_side, jnp.minimum(_STRIP_SHRINK * upper, _ALPHA_CAP), -1.0)
@@ -210,7 +233,8 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
     alpha, _, _ = lax.fori_loop(0, _NEWTON_ITERATIONS, newton, (alpha, lo, hi))
     # Lewis's line alpha = -1/2 when the out-of-the-money side is worse (a narrow strip).
     lewis = jnp.full_like(alpha, -0.5)
-    use_lewis = ~(psi(alpha) <= psi(lewis) + _LEWIS_PREFERENCE)
+    preference = _LEWIS_PREFERENCE["float64" if k.dtype == jnp.float64 else "float32"]
+    use_lewis = ~(psi(alpha) <= psi(lewis) + preference)
     alpha = jnp.where(use_lewis, lewis, alpha)
 
     second = derivative(derivative(log_moment))(alpha + 1.0)
@@ -224,7 +248,8 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
     # No tilt on Lewis's line: between the poles at Im z = 0 and 1 any tilt would cross one.
     tan_tilt = jnp.where(use_lewis, 0.0, -_TAN_TILT * jnp.sign(r))
     # A floor only against lambda = 0 (rho = +-1 on an untilted line).
-    slope = jnp.maximum(jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)) - tan_tilt * r, 1e-3)
+    slope = jnp.maximum(jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)) - tan_tilt * r,
+                        _SLOPE_FLOOR)
     decay = jnp.maximum(level / xi * slope, _MIN_TOTAL_VARIANCE)
     # Chernoff bound on the out-of-the-money price over F at this alpha:
     # (e^x - e^-k)^+ <= e^{(alpha+1) x + alpha k} sup_x(...) gives for alpha > 0
@@ -234,8 +259,20 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
     bound = alpha * k + log_moment(alpha + 1.0) + jnp.where(
         alpha > 0, -jnp.log1p(alpha) + alpha * ratio_log,
         -jnp.log(-alpha) + (alpha + 1.0) * ratio_log)
-    negligible = ~use_lewis & (bound < np.log(jnp.finfo(k.dtype).tiny))
-    return alpha, tan_tilt, width, decay, negligible, jnp.sqrt(total_var)
+    # No variance at all (v0 = 0 and kappa theta tau = 0): S_T = F, the out-of-the-money
+    # value is exactly 0.
+    degenerate = level <= 0
+    negligible = degenerate | (~use_lewis & (bound < np.log(jnp.finfo(k.dtype).tiny)))
+    # On the untilted line the tail panel must resolve the oscillation e^{i u (k - rho
+    # level / xi)} over its decay; past _MAX_TAIL_PERIODS periods the price is not certified.
+    frequency = jnp.abs(k - rho * level / xi)
+    periods = _TAIL_DECAY * frequency / (2.0 * np.pi * decay)
+    # Only where the line does not decay at all (|rho| = 1 up to the floor): elsewhere the
+    # measured errors stay within the targets (experiments/results/heston_accuracy.md).
+    no_decay = jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)) < _SLOPE_FLOOR
+    narrow = jnp.where(call_side, upper, -1.0 - lower) < _NARROW_STRIP
+    uncertified = no_decay & ((use_lewis & (periods > _MAX_TAIL_PERIODS)) | narrow)
+    return (alpha, tan_tilt, width, decay, negligible, jnp.sqrt(total_var), uncertified)
 
 
 def _otm_and_forward(model: Heston, log_spot, strike, tau):
@@ -255,12 +292,13 @@ def _otm_and_forward_arrays(log_spot, strike, tau, v0, kappa, theta, xi, rho, ra
     log_forward = log_spot + (rate - div) * tau
     log_moneyness = log_forward - jnp.log(strike)
     held = [lax.stop_gradient(x) for x in (log_moneyness, tau, v0, kappa, theta, xi, rho)]
-    alpha, tan_tilt, width, decay, negligible, total_sd = _contour(*held)
+    alpha, tan_tilt, width, decay, negligible, total_sd, uncertified = _contour(*held)
     # A negligible price (below the dtype's tiny, by the Chernoff bound) is 0; its integral
     # is evaluated at a harmless damping so that nothing non-finite reaches the derivatives.
     alpha = jnp.where(negligible, jnp.where(alpha > 0, 1.0, -2.0), alpha)
     width = jnp.where(negligible, 1.0, width)
     decay = jnp.where(negligible, 1.0, decay)
+    total_sd = jnp.where(negligible, 1.0, total_sd)
 
     def last(x):
         return jnp.expand_dims(x, -1)
@@ -272,7 +310,9 @@ def _otm_and_forward_arrays(log_spot, strike, tau, v0, kappa, theta, xi, rho, ra
     # Gauss-Legendre in log u on [b, m] (algebraic decay), in u on [m, b + L] (exponential
     # decay and oscillation).
     bump_end = last(_BUMP_WIDTHS * width)
-    end = bump_end + last(_TAIL_DECAY / decay)
+    # The tail ends after e^-40 of the asymptotic exponential decay, and not before the
+    # Gaussian part of a nearly Black-Scholes law (small xi) has decayed by e^-72.
+    end = bump_end + last(jnp.maximum(_TAIL_DECAY / decay, _GAUSSIAN_REACH / total_sd))
     split = jnp.minimum(jnp.maximum(bump_end * _GEOMETRIC_SPAN,
                                     last(_BUMP_WIDTHS / total_sd)), end)
     log_span = jnp.log(split / bump_end)
@@ -302,20 +342,48 @@ def _otm_and_forward_arrays(log_spot, strike, tau, v0, kappa, theta, xi, rho, ra
                     undiscounted)
     otm = discount * jnp.where(negligible, 0.0, jnp.maximum(otm, 0.0))
     pv_forward_minus_strike = discount * forward_minus_strike
-    return otm, pv_forward_minus_strike, call_otm
+    return otm, pv_forward_minus_strike, call_otm, uncertified
 
 
 def _vanilla(model: Heston, log_spot, strike, tau, sign: float) -> jax.Array:
     live = tau > 0
     tau_safe = jnp.where(live, tau, 1.0)
-    otm, pv_fwd_minus_strike, call_otm = _otm_and_forward(model, log_spot, strike, tau_safe)
+    otm, pv_fwd_minus_strike, call_otm, uncertified = _otm_and_forward(
+        model, log_spot, strike, tau_safe)
     if sign > 0:
         value = otm + jnp.where(call_otm, 0.0, pv_fwd_minus_strike)
     else:
         value = otm + jnp.where(call_otm, -pv_fwd_minus_strike, 0.0)
     spot = jnp.exp(log_spot)
     intrinsic = jnp.maximum(sign * (spot - strike), 0.0)
-    return jnp.where(live, value, intrinsic)
+    value = jnp.where(live, value, intrinsic)
+    return _refuse_uncertified(value, uncertified & live, model, strike, tau)
+
+
+def _refuse_uncertified(value, uncertified, model: Heston, strike, tau) -> jax.Array:
+    """Raise where the quadrature cannot be trusted (module docstring): `ValueError` for
+    concrete values, an equinox runtime error under jit."""
+    if is_concrete(uncertified):
+        if np.any(np.asarray(uncertified)):
+            raise ValueError(_UNCERTIFIED.format(
+                rho=_shown(model.rho), xi=_shown(model.xi), v0=_shown(model.v0),
+                kappa=_shown(model.kappa), theta=_shown(model.theta),
+                strike=_shown(strike), tau=_shown(tau)))
+        return value
+    return eqx.error_if(value, uncertified, _UNCERTIFIED.format(
+        rho="rho", xi="xi", v0="v0", kappa="kappa", theta="theta", strike="K", tau="tau"))
+
+
+_UNCERTIFIED = (
+    "Heston price not certified: the moment strip is too narrow for a damped contour and the "
+    "characteristic function barely decays (rho={rho}, xi={xi}, v0={v0}, kappa={kappa}, "
+    "theta={theta}, strike={strike}, tau={tau}); |rho| = 1 with a huge xi * sqrt(tau) is "
+    "outside what the Fourier pricer resolves: use |rho| < 1 or Monte Carlo (hj.mc_price)")
+
+
+def _shown(x) -> str:
+    arr = np.asarray(x)
+    return f"{arr.item():.6g}" if arr.size == 1 else f"array of shape {arr.shape}"
 
 
 @register_pricer(Heston, EuropeanCall)
