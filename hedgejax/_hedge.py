@@ -471,6 +471,8 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
         key = jax.random.key(key)
     expiry, inside = _expiry_steps(book, grid)
     book = _snap_maturities(book, expiry, grid)
+    model = _prepared(model, book, strategy.option, grid)
+    hedge_model = _prepared(hedge_model, book, strategy.option, grid)
     block_size = check_int("block_size", block_size, 1)
     n_devices = 1 if devices is None else check_int("devices", devices, 1)
     if n_devices > jax.local_device_count():
@@ -478,6 +480,17 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
                          f"got devices={n_devices}")
     return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
             bool(unwind), block_size, tuple(jax.local_devices()[:n_devices]))
+
+
+def _prepared(model: AbstractModel, book: Book, option, grid: TimeGrid) -> AbstractModel:
+    """`model.prepared(horizon, dt)` for this hedge (before it is compiled): prices up to the
+    longest maturity of the book and the hedging option (when concrete), steps of grid.dt."""
+    books = (book,) if option is None else (book, as_book(option))
+    maturities = [g.maturity for b in books for g in b.groups]
+    horizon = None
+    if all(is_concrete(m) for m in maturities):
+        horizon = max(float(jnp.max(m)) for m in maturities)
+    return model.prepared(horizon, grid.dt)
 
 
 def _chunks(args: tuple, n_paths: int, chunk_size: int,

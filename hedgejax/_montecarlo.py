@@ -63,14 +63,14 @@ def simulate(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Array,
     """
     n_paths = check_n_paths(n_paths, model)
     check_grid_fits(model, grid)
-    return _simulate(model, grid, n_paths, key, bool(antithetic), True)
+    return _simulate(model.prepared(dt=grid.dt), grid, n_paths, key, bool(antithetic), True)
 
 
 def _terminal_spots(model, maturity, n_paths, key, n_steps, antithetic):
     """S_T under the risk-neutral model: n_paths paths, or n_paths/2 pairs when antithetic
     (returned as two halves, base then mirror)."""
     grid = TimeGrid(maturity, n_steps)
-    rn = model.risk_neutral()
+    rn = model.risk_neutral().prepared(dt=grid.dt)
     if not antithetic:
         return _simulate(rn, grid, n_paths, key, False, False)
     half = n_paths // 2

@@ -20,7 +20,7 @@ import pytest
 
 import hedgejax as hj
 import hedgejax._pricing.merton  # noqa: F401  (registers the Merton pricers)
-from hedgejax._models.merton import MAX_JUMPS_PER_STEP, Merton, poisson_count
+from hedgejax._models.merton import Merton, poisson_count
 from hedgejax._random import Draws, key_words
 
 # ---------------------------------------------------------------------------------------------
@@ -348,26 +348,29 @@ def test_jump_counts_per_step_are_poisson(x64, jump_rate, n_steps):
 def test_poisson_count_inverts_the_survival_function(x64, mean):
     """N = #{k : u < P(N > k)}, so N >= j exactly when u < P(N >= j): uniforms just below
     and just above each survival probability (computed here with math, down to 1e-250) give
-    counts j and j - 1. Checked for j <= 48, where the table's cut at MAX_JUMPS_PER_STEP
-    moves P(N >= j) by less than 1e-11 relative (the tail above 64 is not in the table)."""
+    counts j and j - 1, for j <= 48. "Just" is 1e-9 relative, and at least 2^-53, the
+    resolution of float64 uniforms: the window of counts leaves out less than 1e-16 of the
+    mass, so the draw is exact to that resolution (not below it)."""
     def pmf(i):
         return math.exp(-mean + i * math.log(mean) - math.lgamma(i + 1))
 
     # P(N >= j) for j = 1 .. MAX-1, summed over the tail (never 1 - CDF).
     survival = [math.fsum(pmf(i) for i in range(j, j + 500))
                 for j in range(1, 49)]
-    survival = [p for p in survival if p > 1e-250]
+    survival = [p for p in survival if p >= 2.0**-51]
     survival = np.array(survival)
     counts = np.arange(1, survival.size + 1)
-    below = poisson_count(mean, jnp.asarray(survival * (1 - 1e-9)))
-    above = poisson_count(mean, jnp.asarray(np.minimum(survival * (1 + 1e-9), 1 - 1e-16)))
+    margin = np.maximum(survival * 1e-9, 2.0**-53)
+    below = poisson_count(mean, jnp.asarray(survival - margin))
+    above = poisson_count(mean, jnp.asarray(np.minimum(survival + margin, 1 - 1e-16)))
     np.testing.assert_array_equal(np.asarray(below), counts)
     np.testing.assert_array_equal(np.asarray(above), counts - 1)
 
 
-def test_poisson_count_caps_and_zero_rate():
-    """No jumps at rate 0; counts never exceed MAX_JUMPS_PER_STEP even for a mean far past
-    the documented range (40 per step), where the cap is reached with probability ~1e-4."""
+def test_poisson_count_zero_rate_and_no_cap():
+    """No jumps at rate 0; a mean of 40 per step is no longer capped at 64 jumps (the former
+    MAX_JUMPS_PER_STEP): counts above 64 (probability 2.3e-4) occur, and the mean and
+    variance of the counts are those of Poisson(40) within 4 SE."""
     u = jnp.array([1e-7, 0.3, 0.5, 0.9999], jnp.float32)
     assert np.all(np.asarray(poisson_count(0.0, u)) == 0)
 
@@ -375,9 +378,10 @@ def test_poisson_count_caps_and_zero_rate():
         draws = Draws(key_words(key), jnp.arange(2**16, dtype=jnp.uint32), 0, jnp.float32)
         return poisson_count(40.0, draws.uniform(1))
 
-    counts = np.asarray(jax.jit(draw)(jax.random.key(9)))
-    assert counts.max() <= MAX_JUMPS_PER_STEP
+    counts = np.asarray(jax.jit(draw)(jax.random.key(9)), np.float64)
+    assert counts.max() > 64
     _within(counts.mean(), 40.0, math.sqrt(40.0 / counts.size))
+    _within(counts.var(ddof=1), 40.0, math.sqrt((40.0 + 2 * 40.0**2) / counts.size))
 
 
 def test_one_step_log_return_moments():

@@ -68,6 +68,17 @@ class AbstractModel(eqx.Module):
         """
         return self
 
+    def prepared(self, horizon: float | None = None, dt: float | None = None) -> AbstractModel:
+        """This model as a compiled (jit) computation should receive it when it prices with
+        time to maturity up to `horizon` years and steps the simulation by `dt` years.
+
+        Entry points that jit (`greeks`, `hedge`, `simulate`, `mc_price`, ...) call it on
+        the concrete model before tracing, so that a model whose traced computation has a
+        static size that depends on its parameters (Merton's Poisson series and per-step
+        jump count) can size it from their values. The default returns the model unchanged.
+        """
+        return self
+
     def replace(self, **changes: Any) -> AbstractModel:
         """A copy with some fields changed, validated like the constructor.
 

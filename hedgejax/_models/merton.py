@@ -1,55 +1,245 @@
 """Merton (1976) jump-diffusion world: geometric Brownian motion plus log-normal price jumps
-arriving as a Poisson process, stepped exactly in log space."""
+arriving as a Poisson process, stepped exactly in log space.
+
+Also the Poisson machinery shared with the series price (`hedgejax._pricing.merton`): a
+window of a STATIC number of terms starting at a DYNAMIC count, so that any mean is handled
+by a fixed-shape (jit-compatible) computation.
+
+The window for a Poisson(m) count starts at n0 = max(0, floor(m - 8.66 sqrt(m))), whose left
+tail P(N < n0) <= exp(-8.66^2 / 2) = 5e-17 (Chernoff), and holds `terms` counts
+n0 .. n0 + terms - 1. It covers m when the right tail past it is below 5e-17 too, so that less
+than 1e-16 of the Poisson mass is left out; the right tail is bounded by
+P(N >= n) <= P(N = n) (n + 1) / (n + 1 - m) for n + 1 > m (the pmf ratios beyond n are at most
+m / (n + 1)), a cheap scalar test that guards traced use. `poisson_window_terms(m)` is the
+static size that covers every mean up to m (checked on a dense grid of means up to 1e5, in
+float32 and float64). Log-weights are computed as -stirlerr(n) - log(2 pi n) / 2 - bd0(n, m)
+(Loader's form: no cancellation of n log m against log n!): measured against mpmath over the
+windows of m = 0.3 .. 1e5, the weights' relative error averaged under the weights is below
+3e-15 in float64 and 5e-7 in float32 (n log m - m - log n! directly loses ~1e-11 in float64
+and ~1e-2 in float32 at m = 10,000).
+
+Entry points that compile (greeks, hedge, simulate, mc_price, mc_greeks) call
+`Merton.prepared(horizon, dt)` first, which sizes the static hints `series_terms` (prices) and
+`step_terms` (the per-step jump count) from the concrete parameters.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from .._random import Draws
-from .._validate import as_float, check_finite, check_nonnegative, check_positive
+from .._validate import (
+    as_float,
+    check_finite,
+    check_int,
+    check_nonnegative,
+    check_positive,
+)
 from .base import AbstractModel, ModelState
 
-# Largest number of jumps one step can draw. A step with jump_rate * dt = m truncates the
-# Poisson count at this value with probability P(N > 64 | m): 6e-31 for m = 10, 1e-15 for
-# m = 20 (and 1e-72 for m = 2), so for any sensible step (m is typically far below 1) the
-# draw is exact to the resolution of the uniform it comes from. Use more steps if m > 20.
-MAX_JUMPS_PER_STEP = 64
+# Poisson mass left out on each side of a window (less than 1e-16 in all).
+POISSON_TAIL = 5e-17
+# Window start: m - _LEFT_SDS sqrt(m) has P(N < start) <= exp(-_LEFT_SDS^2 / 2) = POISSON_TAIL.
+_LEFT_SDS = math.sqrt(2.0 * math.log(1.0 / POISSON_TAIL))
+# Static sizing covers POISSON_TAIL / 4 plus two terms (the window start moves by whole
+# counts), so that the traced check (at POISSON_TAIL) never refuses a sized window.
+_SIZING_TAIL = POISSON_TAIL / 4
+_SIZING_MARGIN = 2
+# Window sizes are multiples of this (fewer distinct compilations as parameters change).
+_TERMS_MULTIPLE = 8
+# The largest expected number of jumps (jump_rate x time to maturity, or jump_rate x dt for a
+# step) that is accepted; above it the jump part is a diffusion for all purposes, and the
+# window (~17 sqrt(m) terms: 5,400 at the cap) grows without need.
+MAX_JUMP_MEAN = 1e5
+# Terms used when the mean is traced and the model carries no static hint (`series_terms`,
+# `step_terms`): enough for a mean up to `covered_mean(64)` = 18.
+DEFAULT_SERIES_TERMS = 64
+DEFAULT_STEP_TERMS = 64
 
 # Streams of `Draws` used at every step: the diffusion, the jump count, the jump sizes.
 _DIFFUSION_STREAM = 0
 _COUNT_STREAM = 1
 _JUMP_SIZE_STREAM = 2
 
-_LOG_FACTORIALS = np.array([math.lgamma(k + 1.0) for k in range(MAX_JUMPS_PER_STEP + 1)])
+# Counts below _STIRLING_FROM use log n! from this table; above, Stirling's series.
+_STIRLING_FROM = 16
+_LOG_FACTORIALS = np.array([math.lgamma(k + 1.0) for k in range(_STIRLING_FROM)])
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
-def poisson_count(mean: jax.Array, uniform: jax.Array) -> jax.Array:
+def log_poisson_pmf(counts, mean, xp=jnp):
+    """log P(N = counts) for N ~ Poisson(mean), mean > 0, counts integer-valued floats >= 0.
+
+    Below 16, n log(m) - m - log n! with a table of log n!; from 16 on, Loader's form
+    -stirlerr(n) - log(2 pi n) / 2 - bd0(n, m), bd0 = n log(n / m) + m - n, with stirlerr by
+    its asymptotic series (5 terms: truncation below 1.2e-14 at n = 16) and bd0 by a series
+    in (n - m) / (n + m) where n is near m, so no large terms cancel. Differentiable in `mean`
+    (d/dm = n / m - 1). `xp` is jax.numpy (default) or numpy (static sizing).
+    """
+    small = counts < _STIRLING_FROM
+    index = xp.clip(counts, 0, _STIRLING_FROM - 1).astype(np.int32)
+    log_factorial = xp.take(xp.asarray(_LOG_FACTORIALS, dtype=mean.dtype), index)
+    direct = counts * xp.log(mean) - mean - log_factorial
+    n = xp.maximum(counts, float(_STIRLING_FROM))
+    inv = 1.0 / n
+    inv2 = inv * inv
+    stirlerr = inv * (1 / 12 - inv2 * (1 / 360 - inv2 * (1 / 1260 - inv2 * (
+        1 / 1680 - inv2 * (1 / 1188)))))
+    diff = n - mean
+    # bd0 = n log(n / m) + m - n. Near the mean (|v| < 0.1, v = (n - m) / (n + m)) by the
+    # series (n - m) v + 2 n sum_j v^(2j+1) / (2j + 1) (Loader 2000), which never forms the
+    # cancelling n log(n / m) and m - n: float32 weights stay within ~1e-7 relative at any
+    # mean; the 8 terms leave out less than 1e-17 relative. Further out, by logs.
+    v = diff / (n + mean)
+    near = xp.abs(v) < 0.1
+    v = xp.where(near, v, 0.0)
+    v2 = v * v
+    tail = 0.0
+    for j in range(8, 0, -1):
+        tail = (tail + 1.0 / (2 * j + 1)) * v2
+    bd0_near = diff * v + 2.0 * n * v * tail
+    bd0_far = n * (xp.log(n) - xp.log(mean)) - diff
+    bd0 = xp.where(near, bd0_near, bd0_far)
+    loader = -stirlerr - _HALF_LOG_2PI - 0.5 * xp.log(n) - bd0
+    return xp.where(small, direct, loader)
+
+
+def window_start(mean, xp=jnp):
+    """First count of the window for Poisson(mean): max(0, floor(m - 8.66 sqrt(m))), whose
+    left tail is below POISSON_TAIL. No derivative (counts are discrete)."""
+    if xp is jnp:
+        mean = lax.stop_gradient(mean)
+    safe = xp.maximum(mean, 0.0)
+    return xp.floor(xp.maximum(safe - _LEFT_SDS * xp.sqrt(safe), 0.0))
+
+
+def _log_right_tail_bound(end, mean, xp=jnp):
+    """log of a bound on P(N >= end) for N ~ Poisson(mean), valid where end + 1 > mean."""
+    return (log_poisson_pmf(end, mean, xp)
+            + xp.log((end + 1.0) / xp.maximum(end + 1.0 - mean, 1e-30)))
+
+
+def window_covers(mean, terms: int, xp=jnp):
+    """Whether a window of `terms` counts covers Poisson(mean) (module docstring); True for
+    mean <= 0 and for NaN (which then propagates into the result). Elementwise, no
+    derivative. `xp` is jax.numpy (default) or numpy."""
+    if xp is jnp:
+        mean = lax.stop_gradient(jnp.asarray(mean))
+    positive = mean > 0
+    safe = xp.where(positive, mean, 1.0)
+    end = window_start(safe, xp) + terms
+    ok = (end + 1 > safe) & (_log_right_tail_bound(end, safe, xp) <= math.log(POISSON_TAIL))
+    return ~positive | ok
+
+
+def poisson_window_terms(mean: float) -> int:
+    """Static number of window terms that covers Poisson(m) for every m <= `mean` (a
+    multiple of 8, at least 8). Raises ValueError above MAX_JUMP_MEAN."""
+    mean = float(mean)
+    if math.isnan(mean) or mean <= 0:
+        return _TERMS_MULTIPLE
+    if mean > MAX_JUMP_MEAN:
+        raise ValueError(
+            f"expected number of jumps {mean:.6g} is above the cap {MAX_JUMP_MEAN:g} of the "
+            "Merton Poisson series/count (~17 sqrt(jump_rate x tau) terms per price); there "
+            "the jumps act as a diffusion: use fewer, larger jumps, or Black-Scholes at "
+            "the total vol")
+    start = float(window_start(np.float64(mean), np))
+    first = max(start, math.floor(mean))
+    ends = first + np.arange(math.ceil(13 * math.sqrt(mean)) + 64, dtype=np.float64)
+    bound = _log_right_tail_bound(ends, np.float64(mean), np)
+    end = float(ends[np.argmax(bound <= math.log(_SIZING_TAIL))])
+    terms = int(end - start) + _SIZING_MARGIN
+    return -(-terms // _TERMS_MULTIPLE) * _TERMS_MULTIPLE
+
+
+@functools.lru_cache(maxsize=64)
+def covered_mean(terms: int) -> float:
+    """About the largest mean a window of `terms` counts covers (for error messages)."""
+    lo, hi = 0.0, MAX_JUMP_MEAN
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if bool(window_covers(np.float64(mid), terms, np)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _concrete_value(x) -> np.ndarray | None:
+    """`x` as a float64 NumPy array when its value is known now: a number, an array, or a
+    tracer of jax.grad/jvp outside jit (its primal value); None inside jit or vmap."""
+    if isinstance(x, jax.core.Tracer):
+        x = lax.stop_gradient(x)
+        if isinstance(x, jax.core.Tracer):
+            return None
+    return np.asarray(x, dtype=np.float64)
+
+
+def _concrete_max(x) -> float | None:
+    """max of `x` (NaN ignored; 0 if all NaN) when its value is known now, else None."""
+    values = _concrete_value(x)
+    if values is None:
+        return None
+    values = values[~np.isnan(values)]
+    return float(np.max(values)) if values.size else 0.0
+
+
+def poisson_count(mean: jax.Array, uniform: jax.Array, terms: int | None = None) -> jax.Array:
     """Poisson(`mean`) counts by inversion of uniforms on (0, 1), without loops.
 
-    N = #{k in 0 .. MAX_JUMPS_PER_STEP-1 : uniform < P(N > k)}, so P(N >= n) is the Poisson
-    survival function for n <= MAX_JUMPS_PER_STEP, less the mass above MAX_JUMPS_PER_STEP
-    (left out of the table); counts above the cap are returned as MAX_JUMPS_PER_STEP. See
-    the module constant for how rarely either matters. The survival function is summed
-    from the smallest terms up, so small tail probabilities keep full relative precision even
-    in float32. `mean` is a scalar (the same for every path) and may be 0 (then N = 0).
+    Over the window n0 .. n0 + W - 1 (module docstring): N = n0 + #{j < W : u < P(N > n0 + j)},
+    so P(N >= n) is the Poisson survival function up to the < 1e-16 of mass outside the
+    window, below the resolution of the uniforms (2^-24 in float32, 2^-53 in float64): the
+    draw is exact to that resolution. Below the mode the test is 1 - u > P(N <= n0 + j) and
+    above it u < P(N > n0 + j), each probability summed from its small end, so tail
+    probabilities keep full relative precision even in float32. `mean` is a scalar (the same
+    for every path) and may be 0 (then N = 0).
 
-    Returns counts as floats of `uniform`'s dtype, with no derivative (counts are discrete).
+    W is sized from `mean` when it is concrete (a number, or an array outside jit); when it
+    is traced W is `terms` (default DEFAULT_STEP_TERMS) and a mean the window does not cover
+    raises an error at run time, never a wrong count. Returns counts as floats of
+    `uniform`'s dtype, with no derivative (counts are discrete).
     """
+    top = _concrete_max(mean)
+    if top is not None:
+        return _poisson_count(mean, uniform, poisson_window_terms(top), False)
+    return _poisson_count(mean, uniform, DEFAULT_STEP_TERMS if terms is None else terms, True)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _poisson_count(mean, uniform, terms: int, needs_check: bool) -> jax.Array:
     dtype = uniform.dtype
     mean = lax.stop_gradient(jnp.asarray(mean, dtype))
-    k = np.arange(MAX_JUMPS_PER_STEP + 1, dtype=np.float64)
-    # log P(N = k); xlogy keeps k = 0 finite when mean = 0 (P(N = 0) = 1).
-    log_pmf = jax.scipy.special.xlogy(k.astype(dtype), mean) - mean - _LOG_FACTORIALS.astype(dtype)
-    pmf = jnp.exp(log_pmf)
-    # survival[k] = P(k < N <= MAX) for k = 0 .. MAX-1, summed smallest terms first.
-    survival = jnp.cumsum(pmf[::-1])[::-1][1:]
-    return jnp.sum(uniform[..., None] < survival, axis=-1).astype(dtype)
+    positive = mean > 0
+    safe = jnp.where(positive, mean, 1.0)[..., None]
+    start = window_start(safe)
+    counts = start + jnp.arange(terms, dtype=dtype)
+    pmf = jnp.where(positive[..., None], jnp.exp(log_poisson_pmf(counts, safe)),
+                    (counts == 0).astype(dtype))
+    below = jnp.cumsum(pmf, axis=-1)                                  # P(n0 <= N <= n0 + j)
+    above = jnp.cumsum(pmf[..., ::-1], axis=-1)[..., ::-1]            # P(n0 + j <= N)
+    above = jnp.concatenate([above[..., 1:], jnp.zeros_like(above[..., :1])], axis=-1)
+    threshold = jnp.where(counts < jnp.floor(safe), 1 - below, above)
+    n = start[..., 0] + jnp.sum(uniform[..., None] < threshold, axis=-1).astype(dtype)
+    if needs_check:
+        n = eqx.error_if(
+            n, ~window_covers(mean, terms),
+            f"Merton simulation: jump_rate x dt (the expected number of jumps in one step) "
+            f"needs more than the {terms} Poisson terms this traced (jit) step has (enough "
+            f"up to about {covered_mean(terms):.4g}). Call model.prepared(dt=...) on the "
+            "concrete model before jax.jit, or build it with Merton(..., step_terms=N), or "
+            "use more steps")
+    return n
 
 
 class Merton(AbstractModel):
@@ -84,12 +274,24 @@ class Merton(AbstractModel):
         drift: real-world expected growth rate mu of the price (per year), including the
             jumps' compensation: E[S_t] = S_0 e^{drift t}. `None` means risk-neutral,
             mu = rate - div.
+        series_terms: static hint (keyword only): number of Poisson terms of the series
+            price when jump_rate, the jump law or the time to maturity tau are traced
+            (inside jit or vmap; outside them the size comes from the values, also under
+            jax.grad). None: 64, enough for jump_rate x tau x max(1, 1 + kbar) up to 18. A
+            traced price that needs more raises an error at run time, never a wrong number.
+            greeks(), hedge(), simulate(), mc_price() and mc_greeks() set it themselves
+            (`prepared`); set it (e.g. to `poisson_window_terms(largest mean)`) only to
+            trace prices through your own jax.jit with a traced jump_rate, or call
+            `model.prepared(horizon)` before jitting.
+        step_terms: the same for the per-step jump count of the simulation, jump_rate x dt
+            (up to 18 with the default 64).
 
     Stepping is exact for any dt: over a step the diffusion adds
     (mu - vol^2/2 - jump_rate kbar) dt + vol sqrt(dt) Z (Z from stream 0 of the draws); the
     number of jumps N ~ Poisson(jump_rate dt) is drawn by inversion of a uniform (stream 1;
-    `poisson_count`, at most MAX_JUMPS_PER_STEP per step) and, given N, the sum of the log
-    jumps is N jump_mean + sqrt(N) jump_std Z' (stream 2), exactly its law.
+    `poisson_count`, exact to the uniform's resolution for any jump_rate x dt up to
+    MAX_JUMP_MEAN) and, given N, the sum of the log jumps is N jump_mean + sqrt(N) jump_std Z'
+    (stream 2), exactly its law.
 
     Example:
         >>> model = Merton(spot=100.0, vol=0.15, jump_rate=1.0, jump_mean=-0.1, jump_std=0.1)
@@ -105,10 +307,13 @@ class Merton(AbstractModel):
     rate: jax.Array
     div: jax.Array
     drift: jax.Array | None
+    series_terms: int | None = eqx.field(static=True)
+    step_terms: int | None = eqx.field(static=True)
     vega_field: ClassVar[str] = "vol"
 
     def __init__(self, spot, vol, jump_rate, jump_mean, jump_std, rate=0.0, div=0.0,
-                 drift=None):
+                 drift=None, *, series_terms: int | None = None,
+                 step_terms: int | None = None):
         self.spot = as_float(spot)
         self.vol = as_float(vol)
         self.jump_rate = as_float(jump_rate)
@@ -117,6 +322,10 @@ class Merton(AbstractModel):
         self.rate = as_float(rate)
         self.div = as_float(div)
         self.drift = None if drift is None else as_float(drift)
+        self.series_terms = None if series_terms is None else check_int(
+            "series_terms", series_terms, 1)
+        self.step_terms = None if step_terms is None else check_int(
+            "step_terms", step_terms, 1)
 
     def __check_init__(self):
         check_positive("spot", self.spot)
@@ -145,6 +354,26 @@ class Merton(AbstractModel):
         jump_second_moment = self.jump_mean * self.jump_mean + self.jump_std * self.jump_std
         return jnp.sqrt(self.vol * self.vol + self.jump_rate * jump_second_moment)
 
+    def prepared(self, horizon: float | None = None, dt: float | None = None) -> Merton:
+        """This model with its static hints sized for compiled prices with time to maturity
+        up to `horizon` (`series_terms`) and simulation steps of `dt` (`step_terms`), from
+        the concrete jump parameters; unchanged where they (or `horizon`) are traced. The
+        hints then cover every mean the computation meets: jump_rate x tau x max(1, 1 + kbar)
+        for tau <= horizon, jump_rate x dt. Raises ValueError above MAX_JUMP_MEAN."""
+        changes = {}
+        rate = _concrete_max(self.jump_rate)
+        if rate is None:
+            return self
+        jump_mean, jump_std = _concrete_value(self.jump_mean), _concrete_value(self.jump_std)
+        horizon = None if horizon is None else _concrete_max(horizon)
+        if horizon is not None and jump_mean is not None and jump_std is not None:
+            growth = np.exp(jump_mean + 0.5 * jump_std * jump_std)   # 1 + kbar
+            mean = _concrete_value(self.jump_rate) * max(horizon, 0.0) * np.maximum(growth, 1.0)
+            changes["series_terms"] = poisson_window_terms(_concrete_max(mean))
+        if dt is not None:
+            changes["step_terms"] = poisson_window_terms(rate * float(dt))
+        return dataclasses.replace(self, **changes) if changes else self
+
     def init(self, path_index: jax.Array) -> ModelState:
         log_spot = jnp.broadcast_to(jnp.log(self.spot), path_index.shape)
         return ModelState(log_spot=log_spot)
@@ -156,7 +385,13 @@ class Merton(AbstractModel):
         jump_rate = self.jump_rate.astype(dtype)
         compensator = jump_rate * self.mean_relative_jump.astype(dtype)
         mean = (self.mu.astype(dtype) - 0.5 * vol * vol - compensator) * dt
-        n_jumps = poisson_count(jump_rate * dt, draws.uniform(_COUNT_STREAM))
+        rate = _concrete_max(self.jump_rate)  # sizes the count's window when known now
+        if rate is None:
+            terms = DEFAULT_STEP_TERMS if self.step_terms is None else self.step_terms
+        else:
+            terms = poisson_window_terms(rate * dt)
+        n_jumps = _poisson_count(jump_rate * dt, draws.uniform(_COUNT_STREAM), terms,
+                                 rate is None)
         jumps = (n_jumps * self.jump_mean.astype(dtype)
                  + jnp.sqrt(n_jumps) * self.jump_std.astype(dtype)
                  * draws.normal(_JUMP_SIZE_STREAM))
@@ -164,4 +399,5 @@ class Merton(AbstractModel):
 
     def risk_neutral(self) -> Merton:
         return Merton(self.spot, self.vol, self.jump_rate, self.jump_mean, self.jump_std,
-                      self.rate, self.div, drift=None)
+                      self.rate, self.div, drift=None, series_terms=self.series_terms,
+                      step_terms=self.step_terms)

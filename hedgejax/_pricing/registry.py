@@ -174,6 +174,18 @@ def _greeks_per_instrument(model: AbstractModel, book: Book, spot: jax.Array,
                   volga=volga)
 
 
+def prepared_for(model: AbstractModel, instrument: AbstractInstrument | Book,
+                 t: jax.Array | float = 0.0) -> AbstractModel:
+    """`model.prepared(horizon)` for pricing `instrument` (or a book) at time `t` and later:
+    horizon = the longest maturity - t, when both are concrete (else `model` unchanged)."""
+    groups = instrument.groups if isinstance(instrument, Book) else (instrument,)
+    maturities = [g.maturity for g in groups]
+    if not all(is_concrete(x) for x in (*maturities, t)):
+        return model
+    horizon = max(float(jnp.max(m)) for m in maturities) - float(jnp.min(t))
+    return model.prepared(horizon)
+
+
 def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
            spot: jax.Array | float | None = None, t: jax.Array | float = 0.0, *,
            per_instrument: bool = False) -> Greeks:
@@ -196,6 +208,7 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
     """
     spot = model.spot if spot is None else as_float(spot)
     t = as_float(t)
+    model = prepared_for(model, instrument, t)
     if per_instrument:
         if not isinstance(instrument, Book):
             raise ValueError("per_instrument=True needs a Book, got "
