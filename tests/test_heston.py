@@ -471,3 +471,29 @@ def test_unresolvable_regime_raises_naming_the_parameters_instead_of_a_wrong_pri
         jax.block_until_ready(jax.jit(lambda m: hj.price(m, call))(model))
     fine = model.replace(rho=0.9)
     assert 0.0 < float(hj.price(fine, call)) < 100.0
+
+
+def test_per_path_variances_with_a_scalar_spot_and_near_expiry_prices(x64):
+    """A v0 array with one spot broadcasts (as after `conditioned`); within 5 minutes of
+    expiry prices stay finite, within their static bounds and decreasing in strike."""
+    model = _heston(**dict(BASE, v0=jnp.array([1e-4, 0.04, 0.5])))
+    values = hj.price(model, hj.EuropeanCall(100.0, 1.0))
+    assert values.shape == (3,) and bool(jnp.all(jnp.diff(values) > 0))
+    flat = _heston(**dict(BASE, xi=0.5))
+    for tau in (1e-8, 1e-7, 8.4e-7, 9.9e-6, 1.1e-5):
+        calls = np.array([float(hj.price(flat, hj.EuropeanCall(k, tau)))
+                          for k in (99.0, 100.1, 101.0)])
+        assert np.all(np.isfinite(calls)) and np.all(calls >= 0) and np.all(calls <= 100.0)
+        assert np.all(np.diff(calls) <= 1e-12), (tau, calls)
+
+
+@pytest.mark.parametrize("params", [
+    dict(v0=0.01, kappa=0.5, theta=2.5, xi=5.0, rho=0.999, strike=120.0, T=30.0),
+    dict(v0=0.1, kappa=1.0, theta=0.1, xi=2.0, rho=0.999, strike=200.0, T=30.0),
+])
+def test_rho_near_one_with_a_vanishing_strip_is_refused_not_mispriced(x64, params):
+    """Found by review: these gave 0.0008 (right 99.9998) and 76.800 (right 76.854)."""
+    strike, maturity = params.pop("strike"), params.pop("T")
+    model = _heston(spot=100.0, **params)
+    with pytest.raises(ValueError, match="not certified"):
+        hj.price(model, hj.EuropeanCall(strike, maturity))

@@ -74,6 +74,7 @@ from jax import lax
 from .._instruments import EuropeanCall, EuropeanPut
 from .._models.heston import Heston
 from .._validate import is_concrete
+from .normal import norm_cdf
 from .registry import register_pricer
 
 # Quadrature: Gauss-Legendre nodes on the bump and on the tail (module docstring), per
@@ -87,9 +88,12 @@ _GEOMETRIC_SPAN = 64.0
 _BUMP_WIDTHS = 8.0   # the bump panel spans this many bump widths
 _TAIL_DECAY = 40.0   # the tail panel ends where the integrand has decayed by e^-40
 _SLOPE_FLOOR = 1e-3
-_MAX_TAIL_PERIODS = 16.0
-# At |rho| = 1 a side of the moment strip narrower than this (in alpha) is not resolved.
-_NARROW_STRIP = 0.03  # most oscillations the tail panel is trusted with (untilted)
+_MAX_TAIL_PERIODS = 16.0  # most oscillations the tail panel is trusted with (untilted)
+# An out-of-the-money side of the moment strip narrower than this (in alpha) is not resolved
+# (rho near +-1 with a large xi and a long maturity).
+_NARROW_STRIP = 0.03
+_NEAR_ONE_RHO = 0.02   # |rho| within this of 1 and the side narrower than
+_VANISHING_STRIP = 1e-4  # this: not resolved either (measured: 30 years, xi 2..5, rho 0.999)
 _GAUSSIAN_REACH = 12.0  # ... and not before 12 / sqrt(w) (w the expected total variance)
 _TAN_TILT = float(np.tan(np.pi / 12))
 # Moment strip search: bisection on log(p - 1) (or log(-p)) over [_LOG_P_MIN, _LOG_P_MAX].
@@ -109,6 +113,9 @@ _LEWIS_PREFERENCE = {"float64": float(np.log(1e6)), "float32": float(np.log(1e3)
 _STRIP_SHRINK = 0.5
 # Total variance floor: keeps scales finite for v0 = theta = 0 or tau -> 0.
 _MIN_TOTAL_VARIANCE = 1e-12
+# Closer to expiry than this (years, about 5 minutes) the price is Black-Scholes with the
+# expected total variance: the damped integrand's scales become degenerate there.
+_NEAR_EXPIRY = 1e-5
 
 
 def _gauss_legendre_unit(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -222,6 +229,9 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
     start = jnp.where(call_side, -k + root, -k - root) / (2.0 * total_var) - 0.5
     alpha = jnp.where(call_side, jnp.clip(start, 0.5 * jnp.minimum(hi, 1.0), 0.5 * hi),
                       jnp.clip(start, 0.5 * (lo - 1.0), -1.0 - 0.5 * jnp.minimum(-1.0 - lo, 1.0)))
+    # Every option its own Newton state (v0 may be an array of per-path variances).
+    shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in (k, tau, v0, kappa, theta, xi, rho)))
+    alpha, lo, hi = (jnp.broadcast_to(x, shape) for x in (alpha, lo, hi))
 
     def newton(_, state):
         alpha, lo, hi = state
@@ -272,8 +282,11 @@ def _contour(log_moneyness, tau, v0, kappa, theta, xi, rho):
     # Only where the line does not decay at all (|rho| = 1 up to the floor): elsewhere the
     # measured errors stay within the targets (experiments/results/heston_accuracy.md).
     no_decay = jnp.sqrt(jnp.maximum(1.0 - rho * rho, 0.0)) < _SLOPE_FLOOR
-    narrow = jnp.where(call_side, upper, -1.0 - lower) < _NARROW_STRIP
-    uncertified = no_decay & ((use_lewis & (periods > _MAX_TAIL_PERIODS)) | narrow)
+    side_width = jnp.where(call_side, upper, -1.0 - lower)
+    near_one = 1.0 - jnp.abs(rho) < _NEAR_ONE_RHO
+    uncertified = ((no_decay & use_lewis & (periods > _MAX_TAIL_PERIODS))
+                   | (no_decay & (side_width < _NARROW_STRIP))
+                   | (near_one & (side_width < _VANISHING_STRIP)))
     return (alpha, tan_tilt, width, decay, negligible, jnp.sqrt(total_var), uncertified)
 
 
@@ -349,7 +362,8 @@ def _otm_and_forward_arrays(log_spot, strike, tau, v0, kappa, theta, xi, rho, ra
 
 def _vanilla(model: Heston, log_spot, strike, tau, sign: float) -> jax.Array:
     live = tau > 0
-    tau_safe = jnp.where(live, tau, 1.0)
+    near = live & (tau < _NEAR_EXPIRY)
+    tau_safe = jnp.where(live & ~near, tau, 1.0)
     otm, pv_fwd_minus_strike, call_otm, uncertified = _otm_and_forward(
         model, log_spot, strike, tau_safe)
     if sign > 0:
@@ -358,8 +372,22 @@ def _vanilla(model: Heston, log_spot, strike, tau, sign: float) -> jax.Array:
         value = otm + jnp.where(call_otm, -pv_fwd_minus_strike, 0.0)
     spot = jnp.exp(log_spot)
     intrinsic = jnp.maximum(sign * (spot - strike), 0.0)
+    value = jnp.where(near, _near_expiry(model, log_spot, strike, tau, sign), value)
     value = jnp.where(live, value, intrinsic)
-    return _refuse_uncertified(value, uncertified & live, model, strike, tau)
+    return _refuse_uncertified(value, uncertified & live & ~near, model, strike, tau)
+
+
+def _near_expiry(model: Heston, log_spot, strike, tau, sign: float) -> jax.Array:
+    """Within _NEAR_EXPIRY of maturity: Black-Scholes with Heston's expected total variance
+    (the Heston correction is O(xi^2 tau) relative there, below 1e-5)."""
+    tau = jnp.clip(tau, 1e-12, _NEAR_EXPIRY)
+    total_var = jnp.maximum(expected_total_variance(tau, model.v0, model.kappa, model.theta),
+                            _MIN_TOTAL_VARIANCE)
+    sd = jnp.sqrt(total_var)
+    d1 = (log_spot - jnp.log(strike) + (model.rate - model.div) * tau) / sd + 0.5 * sd
+    share = jnp.exp(log_spot - model.div * tau) * norm_cdf(sign * d1)
+    cash = strike * jnp.exp(-model.rate * tau) * norm_cdf(sign * (d1 - sd))
+    return jnp.maximum(sign * (share - cash), 0.0)
 
 
 def _refuse_uncertified(value, uncertified, model: Heston, strike, tau) -> jax.Array:
