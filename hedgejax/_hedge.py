@@ -63,12 +63,14 @@ class HedgeResult(eqx.Module):
     initial_price: jax.Array
 
 
-def _expiry_steps(book: Book, grid: TimeGrid) -> tuple[tuple[jax.Array, ...], bool]:
+def _expiry_steps(book: Book,
+                  grid: TimeGrid) -> tuple[tuple[jax.Array, ...], tuple[bool, bool]]:
     """Grid step at which each instrument expires (n_steps + 1: after the grid ends), and
-    whether any expires strictly inside the grid (known statically when maturities are)."""
+    whether any expires strictly inside the grid and whether any outlives it (both known
+    statically when maturities are; True when they are traced)."""
     dt, n = grid.dt, grid.n_steps
     steps = []
-    inside = False
+    inside = beyond = False
     for group in book.groups:
         m = group.maturity
         if is_concrete(m):
@@ -87,12 +89,13 @@ def _expiry_steps(book: Book, grid: TimeGrid) -> tuple[tuple[jax.Array, ...], bo
                     "a maturity inside the hedging horizon is not on the time grid; it is "
                     f"moved to the nearest grid time (dt={dt:.6g} years)", stacklevel=3)
             inside = inside or bool(np.any(e < n))
+            beyond = beyond or bool(np.any(e > n))
             steps.append(jnp.asarray(np.minimum(e, n + 1), dtype=jnp.int32))
         else:
             e = jnp.round(m / dt).astype(jnp.int32)
             steps.append(jnp.minimum(e, n + 1))
-            inside = True
-    return tuple(steps), inside
+            inside = beyond = True
+    return tuple(steps), (inside, beyond)
 
 
 def _snap_maturities(book: Book, expiry: tuple[jax.Array, ...], grid: TimeGrid) -> Book:
@@ -185,12 +188,13 @@ def _split(position, has_option):
     return position if has_option else (position, None)
 
 
-def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, inside, unwind,
+def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, ends, unwind,
               block, path_index):
     """Per-path outcomes for the paths with these global indices (a multiple of `block`):
     blocks of `block` paths run one after another, each the whole scan over steps."""
     dtype = float_dtype()
     n, dt, t_end = grid.n_steps, grid.dt, grid.maturity
+    inside, outlives = ends
     r = jnp.asarray(model.rate, dtype)
     q = jnp.asarray(model.div, dtype)
     carry_growth = jnp.exp(r * dt)
@@ -261,9 +265,10 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, in
         shares, units = _split(position, has_option)
 
         book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
-        beyond = tuple(e > n for e in expiry)
-        book_T = book_T + book_value_log(hedge_model.conditioned(state), book, state.log_spot,
-                                         jnp.asarray(t_end, dtype), beyond)
+        if outlives:  # instruments maturing after the grid's end are valued there
+            alive = tuple(e > n for e in expiry)
+            book_T = book_T + book_value_log(hedge_model.conditioned(state), book,
+                                             state.log_spot, jnp.asarray(t_end, dtype), alive)
         if unwind:
             draws = Draws(words, path_index, jnp.asarray(n, jnp.int32), dtype)
             cost = cost + charge(costs, -shares, spot_T, draws, _COST_STREAM)
@@ -296,7 +301,7 @@ def _layout(n_paths: int, block_size: int) -> tuple[int, int]:
 
 
 @eqx.filter_jit
-def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
+def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
          unwind, block_size, path_offset):
     """Per-path results of global paths path_offset .. path_offset + n_paths - 1."""
     dtype = float_dtype()
@@ -307,7 +312,7 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
     block, padded = _layout(n_paths, block_size)
     path_index = path_offset + jnp.arange(padded, dtype=jnp.uint32)
     outputs = _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry,
-                        inside, unwind, block, path_index)
+                        ends, unwind, block, path_index)
     book_T, gains, cost, n_trades, position, spot_T = (x[:n_paths] for x in outputs)
 
     unhedged = book_T - v0 * jnp.exp(r * grid.maturity)
@@ -469,7 +474,7 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     check_grid_fits(model, grid)
     if isinstance(key, int):
         key = jax.random.key(key)
-    expiry, inside = _expiry_steps(book, grid)
+    expiry, ends = _expiry_steps(book, grid)
     book = _snap_maturities(book, expiry, grid)
     model = _prepared(model, book, strategy.option, grid)
     hedge_model = _prepared(hedge_model, book, strategy.option, grid)
@@ -478,7 +483,7 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     if n_devices > jax.local_device_count():
         raise ValueError(f"devices must be <= {jax.local_device_count()} (the local devices), "
                          f"got devices={n_devices}")
-    return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, inside,
+    return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
             bool(unwind), block_size, tuple(jax.local_devices()[:n_devices]))
 
 

@@ -1,7 +1,20 @@
 """Shared fixtures. Precision tests request `x64`, which runs them in float64."""
 
+import gc
+
 import jax
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module. Every XLA CPU executable holds a
+    few memory mappings; a whole-suite run compiles thousands of programs and reached the
+    kernel's limit of 65,530 mappings per process (vm.max_map_count), where LLVM's allocator
+    fails and XLA segfaults mid-compilation. Clearing per module keeps the count bounded."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture
