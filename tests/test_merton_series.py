@@ -145,6 +145,28 @@ def test_issue_regressions(x64):
     assert float(hj.price(thousand, hj.EuropeanCall(100.0, 1.0))) > 28.0   # was 0.0
 
 
+@pytest.mark.parametrize("precision", ["float32", "float64"])
+@pytest.mark.parametrize("jump_rate", [0.0, 1.0])
+@pytest.mark.parametrize("jump_mean, jump_std", [(800.0, 0.1), (0.0, 40.0), (None, 0.0)])
+def test_overflowing_mean_jump_factor_is_refused(request, precision, jump_rate, jump_mean,
+                                                 jump_std):
+    """exp(jump_mean + jump_std^2/2) beyond the largest float makes every price NaN (the drift
+    compensator is jump_rate x inf, NaN even at jump_rate 0): refused at construction, naming
+    both parameters. None: just above log(largest float) of the precision. Just below it, with
+    no jumps, the price is Black-Scholes."""
+    if precision == "float64":
+        request.getfixturevalue("x64")
+    limit = float(np.log(np.finfo(precision).max))
+    mean = limit + 0.01 if jump_mean is None else jump_mean
+    with pytest.raises(ValueError, match="jump_mean.*jump_std"):
+        Merton(100.0, 0.2, jump_rate, mean, jump_std)
+    call = hj.EuropeanCall(100.0, 1.0)
+    no_jumps = hj.price(Merton(100.0, 0.2, 0.0, limit - 1.0, 0.0), call)
+    expected = hj.price(hj.BlackScholes(100.0, 0.2), call)
+    assert no_jumps.dtype == np.dtype(precision)
+    np.testing.assert_allclose(float(no_jumps), float(expected), rtol=1e-6)
+
+
 def test_cap_raises():
     model = Merton(100.0, 0.2, 2 * MAX_JUMP_MEAN, -0.001, 0.001)
     with pytest.raises(ValueError, match="cap"):

@@ -43,6 +43,7 @@ from .._validate import (
     check_int,
     check_nonnegative,
     check_positive,
+    is_concrete,
 )
 from .base import AbstractModel, ModelState
 
@@ -336,6 +337,7 @@ class Merton(AbstractModel):
         check_finite("rate", self.rate)
         check_finite("div", self.div)
         check_finite("drift", self.drift)
+        _check_mean_jump(self.jump_mean, self.jump_std)
 
     @property
     def mu(self) -> jax.Array:
@@ -401,3 +403,20 @@ class Merton(AbstractModel):
         return Merton(self.spot, self.vol, self.jump_rate, self.jump_mean, self.jump_std,
                       self.rate, self.div, drift=None, series_terms=self.series_terms,
                       step_terms=self.step_terms)
+
+
+def _check_mean_jump(jump_mean: jax.Array, jump_std: jax.Array) -> None:
+    """The mean jump factor E[J] = exp(jump_mean + jump_std^2 / 2) must be finite in the
+    working precision (it enters the drift compensator jump_rate x (E[J] - 1)); above
+    log(largest float), about 88.7 in float32 and 709.8 in float64, every price and path
+    would be NaN, even at jump_rate = 0. Checked in log space (no overflow warning)."""
+    if not (is_concrete(jump_mean) and is_concrete(jump_std)):
+        return
+    limit = float(np.log(np.finfo(np.asarray(jump_mean).dtype).max))
+    log_growth = np.asarray(jump_mean, float) + 0.5 * np.square(np.asarray(jump_std, float))
+    if not np.all(log_growth < limit):
+        raise ValueError(
+            f"jump_mean + jump_std**2 / 2 must be < {limit:.4g} (log of the largest "
+            f"{np.asarray(jump_mean).dtype} number: the mean jump factor exp(jump_mean + "
+            f"jump_std**2 / 2) overflows), got jump_mean={np.asarray(jump_mean).tolist()!r}, "
+            f"jump_std={np.asarray(jump_std).tolist()!r}")
