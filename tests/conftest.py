@@ -1,9 +1,18 @@
 """Shared fixtures. Precision tests request `x64`, which runs them in float64."""
 
 import gc
+from pathlib import Path
 
 import jax
 import pytest
+
+# Compiled programs persist on disk for the session and later runs (.pytest_cache is ignored
+# by git): xdist's two workers and successive test modules compile many of the same programs
+# (the Heston hedging loops take seconds each), and a program read back from the cache is the
+# same executable, so results are unchanged.
+jax.config.update("jax_compilation_cache_dir",
+                  str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "xla"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 @pytest.fixture(autouse=True, scope="module")
