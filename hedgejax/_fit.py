@@ -10,13 +10,16 @@ the gradient only: the objective recorded in `history.objective` is always compu
 true costs on the same paths (`history.surrogate` holds the differentiated one).
 
 Checkpoints are one `.npz` file (no pickle) written atomically every `checkpoint_every`
-steps: parameters, optimiser state, history and the step. `resume=` continues from one and
-reaches bit-identical parameters to an uninterrupted run on the same device.
+steps: a record of the run (strategy structure, objective, fingerprints of model, book,
+costs and grid, n_paths, key, version), parameters and optimiser state (equinox
+serialisation), history and the step. `resume=` continues from one and reaches bit-identical
+parameters to an uninterrupted run on the same device; it refuses a checkpoint of another
+run, a damaged file or non-finite parameters with a `ValueError` naming the file and the
+field (see `hedgejax._checkpoint`).
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,12 +31,11 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from . import risk
+from . import _checkpoint, risk
 from ._costs import AbstractCost, NoCost
 from ._grid import TimeGrid
 from ._hedge import HedgeResult, hedge
 from ._instruments import AbstractInstrument, Book, as_book
-from ._io import atomic_write
 from ._models.base import AbstractModel
 from ._strategies.bands import inverse_softplus
 from ._strategies.base import AbstractStrategy
@@ -109,7 +111,14 @@ def fit(
         progress: show a rich progress bar with the objective.
         checkpoint: file (.npz) to write every `checkpoint_every` steps and at the end.
         resume: a checkpoint file to continue from, or True to continue from `checkpoint`
-            if it exists.
+            if it exists. Only a checkpoint of the same run resumes (same strategy
+            structure, objective, model, hedge model, book, costs, grid, n_paths, key,
+            common_random_numbers, unwind, temperature); `steps` may differ.
+
+    Raises:
+        ValueError: invalid arguments; a non-finite objective; a checkpoint that is not
+            readable, belongs to another run, or holds non-finite parameters (the message
+            names the file and the field).
 
     Returns:
         (fitted strategy, `History`).
@@ -167,9 +176,15 @@ def fit(
     objective_log = np.full(steps, np.nan)
     surrogate_log = np.full(steps, np.nan)
     param_log = np.full((steps, flat.size), np.nan)
+    meta = _checkpoint.record(
+        strategy, params, objective, model=model, book=book, costs=costs, grid=grid,
+        hedge_model=model if hedge_model is None else hedge_model, n_paths=n_paths, key=key,
+        common_random_numbers=common_random_numbers, unwind=unwind,
+        temperature=None if smooth else temperature)
     resume_path = _resume_path(resume, checkpoint)
     if resume_path is not None:
-        start, params, opt_state, logs = _load(resume_path, params, opt_state, steps)
+        start, params, opt_state, logs = _checkpoint.load(resume_path, meta, params,
+                                                          opt_state, steps)
         objective_log, surrogate_log, param_log = logs
 
     bar = _progress(progress, steps, start)
@@ -186,8 +201,8 @@ def fit(
                 bar.update(i + 1, objective_log[i])
             done = i + 1
             if checkpoint is not None and (done % checkpoint_every == 0 or done == steps):
-                _save(checkpoint, done, params, opt_state,
-                      (objective_log, surrogate_log, param_log))
+                _checkpoint.save(checkpoint, meta, done, params, opt_state,
+                                 (objective_log, surrogate_log, param_log))
     finally:
         if bar is not None:
             bar.close()
@@ -208,42 +223,6 @@ def _resume_path(resume, checkpoint) -> Path | None:
     if not path.exists():
         raise ValueError(f"resume must be an existing checkpoint file, got resume={str(path)!r}")
     return path
-
-
-def _save(path, step: int, params, opt_state, logs) -> None:
-    leaves = jax.tree.leaves((params, opt_state))
-    arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
-    objective_log, surrogate_log, param_log = logs
-    buffer = io.BytesIO()
-    np.savez(buffer, step=np.asarray(step), objective=objective_log, surrogate=surrogate_log,
-             params=param_log, **arrays)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            f.write(buffer.getvalue())
-
-    atomic_write(path, write)
-
-
-def _load(path, params, opt_state, steps: int):
-    with np.load(path, allow_pickle=False) as data:
-        treedef = jax.tree.structure((params, opt_state))
-        like = jax.tree.leaves((params, opt_state))
-        n = len([k for k in data.files if k.startswith("leaf_")])
-        if n != len(like):
-            raise ValueError(f"checkpoint {str(path)!r} does not match this strategy/optimizer "
-                             f"({n} arrays, expected {len(like)})")
-        leaves = [jnp.asarray(data[f"leaf_{i:05d}"], dtype=x.dtype) for i, x in enumerate(like)]
-        start = int(data["step"])
-        logs = [np.full(steps, np.nan), np.full(steps, np.nan),
-                np.full((steps, data["params"].shape[1]), np.nan)]
-        for log, name in zip(logs, ("objective", "surrogate", "params"), strict=True):
-            saved = data[name][:min(start, steps)]
-            log[:len(saved)] = saved
-    if start > steps:
-        raise ValueError(f"checkpoint {str(path)!r} is at step {start}, beyond steps={steps}")
-    params, opt_state = jax.tree.unflatten(treedef, leaves)
-    return start, params, opt_state, tuple(logs)
 
 
 class _Bar:

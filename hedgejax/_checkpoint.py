@@ -1,0 +1,187 @@
+"""Checkpoints of `fit`: what the run was, and its state, in one `.npz` file (no pickle).
+
+A checkpoint holds
+- `meta`: a JSON record of the run: format, hedgejax version, the strategy's structure
+  (type, tree structure with its static fields, trainable leaf shapes and dtypes), the
+  objective, a SHA-256 fingerprint of each of model, hedge model, book, costs and grid (type,
+  tree structure and every leaf's value), `n_paths`, the key's data, `common_random_numbers`,
+  `unwind` and the surrogate temperature;
+- `state`: the trainable parameters and the optimiser state, serialised by equinox
+  (`eqx.tree_serialise_leaves`), whose reader checks every leaf's shape and dtype;
+- `step` and the history logs (`objective`, `surrogate`, `params`).
+
+`load` refuses, with a `ValueError` naming the file and the field, a checkpoint written by a
+different run (any record field differs), one whose parameters are not finite, and a file
+that is not a readable checkpoint (empty, truncated, random bytes, an older format). A
+different hedgejax version only warns: the record says what the run was, and the versions'
+arithmetic may differ in the last bits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import warnings
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from ._io import atomic_write
+
+FORMAT = 2
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def _structure(tree: Any) -> str:
+    """A pytree's structure as text, without memory addresses (static callables print as
+    `<function f at 0x...>`, which differs from process to process)."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", str(jax.tree.structure(tree)))
+
+
+def _key_data(key: Any) -> np.ndarray:
+    if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.asarray(key)
+
+
+def fingerprint(tree: Any) -> str:
+    """SHA-256 (hex, 16 characters) of a pytree's type, structure and leaf values."""
+    digest = hashlib.sha256()
+    digest.update(type(tree).__name__.encode())
+    digest.update(_structure(tree).encode())
+    for leaf in jax.tree.leaves(tree):
+        arr = _key_data(leaf)
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def describe_objective(objective: Any) -> str:
+    """A name for an objective: its qualified name and the numbers it closes over (so
+    `risk.mean_cost_variance(lam=0.1)` and `(lam=0.2)` differ), or an equinox Module's repr."""
+    if isinstance(objective, eqx.Module):
+        return repr(objective)
+    name = getattr(objective, "__qualname__", type(objective).__qualname__)
+    module = getattr(objective, "__module__", "") or ""
+    code = getattr(objective, "__code__", None)
+    cells = getattr(objective, "__closure__", None) or ()
+    bound = []
+    if code is not None:
+        for var, cell in zip(code.co_freevars, cells, strict=False):
+            try:
+                value = cell.cell_contents
+            except ValueError:          # an empty cell
+                continue
+            if isinstance(value, (bool, int, float, str)):
+                bound.append(f"{var}={value!r}")
+    return f"{module}.{name}" + (f"({', '.join(bound)})" if bound else "")
+
+
+def record(strategy, params, objective, *, model, hedge_model, book, costs, grid, n_paths,
+           key, common_random_numbers, unwind, temperature) -> dict[str, Any]:
+    """The JSON record of a `fit` run (see the module docstring)."""
+    return {
+        "format": FORMAT,
+        "hedgejax": _version(),
+        "strategy": f"{type(strategy).__name__} {_structure(strategy)}",
+        "parameters": [[list(np.shape(x)), str(np.asarray(x).dtype)]
+                       for x in jax.tree.leaves(params)],
+        "objective": describe_objective(objective),
+        "model": fingerprint(model),
+        "hedge_model": fingerprint(hedge_model),
+        "book": fingerprint(book),
+        "costs": fingerprint(costs),
+        "grid": fingerprint(grid),
+        "n_paths": int(n_paths),
+        "key": _key_data(key).ravel().tolist(),
+        "common_random_numbers": bool(common_random_numbers),
+        "unwind": bool(unwind),
+        "temperature": None if temperature is None else float(temperature),
+    }
+
+
+def _check_finite(path, tree) -> None:
+    for i, leaf in enumerate(jax.tree.leaves(tree)):
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"checkpoint {str(path)!r}: trainable parameter leaf {i} is not "
+                             "finite; refusing it")
+
+
+def save(path, meta: dict[str, Any], step: int, params, opt_state, logs) -> None:
+    """Write a checkpoint atomically. Raises ValueError (naming the file) if a trainable
+    parameter is not finite."""
+    _check_finite(path, params)
+    state = io.BytesIO()
+    eqx.tree_serialise_leaves(state, (params, opt_state))
+    objective_log, surrogate_log, param_log = logs
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.asarray(json.dumps(meta)), step=np.asarray(step),
+             state=np.frombuffer(state.getvalue(), dtype=np.uint8),
+             objective=objective_log, surrogate=surrogate_log, params=param_log)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(buffer.getvalue())
+
+    atomic_write(path, write)
+
+
+def _read(path: str | os.PathLike) -> dict[str, Any]:
+    """Every member of the checkpoint, or ValueError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            members = {name: data[name] for name in data.files}
+        members["meta"] = json.loads(str(members["meta"]))
+        if not isinstance(members["meta"], dict):
+            raise TypeError("meta is not a JSON object")
+        return members
+    except Exception as error:  # noqa: BLE001 - any reader failure means "not a checkpoint"
+        detail = "no 'meta' record (an older format?)" if isinstance(error, KeyError) else (
+            f"{type(error).__name__}: {error}")
+        raise ValueError(f"checkpoint {str(path)!r} is not a readable hedgejax checkpoint "
+                         f"({detail})") from None
+
+
+def load(path, meta: dict[str, Any], params, opt_state, steps: int):
+    """(step, params, opt_state, logs) from checkpoint `path`, after checking that it was
+    written by the run described by `meta` (see the module docstring for what is refused)."""
+    members = _read(path)
+    saved = members["meta"]
+    if saved.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} has format {saved.get('format')!r}; this "
+                         f"hedgejax reads format {FORMAT}")
+    for field, now in meta.items():
+        if field == "hedgejax":
+            continue
+        if saved.get(field) != now:
+            raise ValueError(
+                f"checkpoint {str(path)!r} was written by a different run: its {field} is "
+                f"{saved.get(field)!r}, this run's is {now!r}")
+    if saved.get("hedgejax") != meta["hedgejax"]:
+        warnings.warn(f"checkpoint {str(path)!r} was written by hedgejax "
+                      f"{saved.get('hedgejax')}, this is {meta['hedgejax']}", stacklevel=3)
+    try:
+        state = members["state"].tobytes()
+        params, opt_state = eqx.tree_deserialise_leaves(io.BytesIO(state), (params, opt_state))
+        start = int(members["step"])
+        logs = [np.full(steps, np.nan), np.full(steps, np.nan),
+                np.full((steps, members["params"].shape[1]), np.nan)]
+        for log, name in zip(logs, ("objective", "surrogate", "params"), strict=True):
+            saved_log = members[name][:min(start, steps)]
+            log[:len(saved_log)] = saved_log
+    except Exception as error:  # noqa: BLE001
+        raise ValueError(f"checkpoint {str(path)!r} is damaged: {type(error).__name__}: "
+                         f"{error}") from None
+    _check_finite(path, params)
+    if not 0 <= start <= steps:
+        raise ValueError(f"checkpoint {str(path)!r} is at step {start}, outside 0..steps={steps}")
+    return start, params, opt_state, tuple(logs)
