@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._validate import as_float, check, check_nonnegative, check_positive
+from ._validate import check, check_nonnegative, check_positive, float_param
 
 # A trade smaller than this (in shares) is no trade: it is neither counted nor charged
 # a fixed fee. Strategies that hold their position produce trades of exactly zero.
@@ -88,7 +88,7 @@ class NoCost(AbstractCost):
 class Proportional(AbstractCost):
     """One-way proportional cost: `rate` x |trade| x price (e.g. 0.001 = 10 bp)."""
 
-    rate: jax.Array = eqx.field(converter=as_float)
+    rate: jax.Array = eqx.field(converter=float_param("rate", scalar=True))
 
     def __check_init__(self):
         check_nonnegative("rate", self.rate)
@@ -103,7 +103,7 @@ class Proportional(AbstractCost):
 class Fixed(AbstractCost):
     """A fixed fee `per_trade` (currency) for every trade, whatever its size."""
 
-    per_trade: jax.Array = eqx.field(converter=as_float)
+    per_trade: jax.Array = eqx.field(converter=float_param("per_trade", scalar=True))
 
     def __check_init__(self):
         check_nonnegative("per_trade", self.per_trade)
@@ -130,8 +130,8 @@ class SmoothFixed(AbstractCost):
     `fit` differentiates it but reports the objective under `Fixed`.
     """
 
-    per_trade: jax.Array = eqx.field(converter=as_float)
-    temperature: jax.Array = eqx.field(converter=as_float)
+    per_trade: jax.Array = eqx.field(converter=float_param("per_trade", scalar=True))
+    temperature: jax.Array = eqx.field(converter=float_param("temperature", scalar=True))
 
     def __check_init__(self):
         check_nonnegative("per_trade", self.per_trade)
@@ -148,7 +148,7 @@ class SmoothFixed(AbstractCost):
 class Spread(AbstractCost):
     """Paying half the bid-ask spread: `half_spread` (currency per share) x |trade|."""
 
-    half_spread: jax.Array = eqx.field(converter=as_float)
+    half_spread: jax.Array = eqx.field(converter=float_param("half_spread", scalar=True))
 
     def __check_init__(self):
         check_nonnegative("half_spread", self.half_spread)
@@ -214,8 +214,8 @@ class Impact(AbstractCost):
         power: exponent of the trade size in the price move, in [0, 2] (default 0.5).
     """
 
-    coef: jax.Array = eqx.field(converter=as_float)
-    power: jax.Array = eqx.field(converter=as_float, default=0.5)
+    coef: jax.Array = eqx.field(converter=float_param("coef", scalar=True))
+    power: jax.Array = eqx.field(converter=float_param("power", scalar=True), default=0.5)
 
     def __check_init__(self):
         check_nonnegative("coef", self.coef)
@@ -260,8 +260,8 @@ class RandomSlippage(AbstractCost):
             `Proportional(rate)` exactly).
     """
 
-    rate: jax.Array = eqx.field(converter=as_float)
-    vol: jax.Array = eqx.field(converter=as_float)
+    rate: jax.Array = eqx.field(converter=float_param("rate", scalar=True))
+    vol: jax.Array = eqx.field(converter=float_param("vol", scalar=True))
 
     def __check_init__(self):
         check_nonnegative("rate", self.rate)

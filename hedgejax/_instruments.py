@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validate import as_float, check_finite, check_positive
+from ._validate import as_float, check_finite, check_positive, float_param
 
 
 class AbstractInstrument(eqx.Module):
@@ -43,8 +43,8 @@ def _check_strike_maturity(instrument: AbstractInstrument) -> None:
 class EuropeanCall(AbstractInstrument):
     """European call: pays max(S_T - strike, 0) at `maturity` (years)."""
 
-    strike: jax.Array = eqx.field(converter=as_float)
-    maturity: jax.Array = eqx.field(converter=as_float)
+    strike: jax.Array = eqx.field(converter=float_param("strike"))
+    maturity: jax.Array = eqx.field(converter=float_param("maturity"))
 
     def __check_init__(self):
         _check_strike_maturity(self)
@@ -59,8 +59,8 @@ class EuropeanCall(AbstractInstrument):
 class EuropeanPut(AbstractInstrument):
     """European put: pays max(strike - S_T, 0) at `maturity` (years)."""
 
-    strike: jax.Array = eqx.field(converter=as_float)
-    maturity: jax.Array = eqx.field(converter=as_float)
+    strike: jax.Array = eqx.field(converter=float_param("strike"))
+    maturity: jax.Array = eqx.field(converter=float_param("maturity"))
 
     def __check_init__(self):
         _check_strike_maturity(self)
@@ -77,9 +77,9 @@ class Digital(AbstractInstrument):
     when `put=True`), else nothing.
     """
 
-    strike: jax.Array = eqx.field(converter=as_float)
-    maturity: jax.Array = eqx.field(converter=as_float)
-    cash: jax.Array = eqx.field(converter=as_float, default=1.0)
+    strike: jax.Array = eqx.field(converter=float_param("strike"))
+    maturity: jax.Array = eqx.field(converter=float_param("maturity"))
+    cash: jax.Array = eqx.field(converter=float_param("cash"), default=1.0)
     put: bool = eqx.field(static=True, default=False)
 
     def __check_init__(self):

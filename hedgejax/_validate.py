@@ -7,6 +7,8 @@ not checked here: `hedge()` checks its outputs for non-finite values instead.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -20,11 +22,45 @@ def float_dtype() -> Any:
     return jnp.result_type(float)
 
 
-def as_float(x: Any) -> jax.Array:
-    """Converter for differentiable parameters: a JAX array of the default float dtype."""
+def as_float(x: Any, name: str | None = None, *, scalar: bool = False) -> jax.Array:
+    """Converter for differentiable parameters: a JAX array of the default float dtype.
+
+    Raises ValueError, naming the parameter (`name`, else "parameter"), for None, strings,
+    booleans, complex or non-numeric values, and, with `scalar=True`, for anything that is
+    not a scalar (e.g. `BlackScholes(100., [0.2, 0.3])`; batch a model with `jax.vmap`).
+    Tracers are checked by shape only."""
+    label = name or "parameter"
     if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
-        return x
-    return jnp.asarray(x, dtype=float_dtype())
+        out = x
+    else:
+        if x is None or isinstance(x, (str, bytes, bool, np.bool_, complex)):
+            raise ValueError(f"{label} must be a real number, got {label}={x!r}")
+        try:
+            arr = np.asarray(x) if is_concrete(x) else x
+        except Exception:  # noqa: BLE001 - ragged lists and other unconvertible objects
+            raise ValueError(f"{label} must be a real number, got {label}={x!r}") from None
+        kind = getattr(getattr(arr, "dtype", None), "kind", "O")
+        if kind not in "fiu":
+            raise ValueError(f"{label} must be a real number, got {label}={x!r} "
+                             f"(dtype {getattr(arr, 'dtype', type(x).__name__)})")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)     # overflow in the cast
+            out = jnp.asarray(arr, dtype=float_dtype())
+            # on the host: under jit, `out` of a constant can itself be a tracer
+            cast = np.asarray(arr, dtype=np.dtype(float_dtype())) if is_concrete(arr) else None
+        if cast is not None and np.all(np.isfinite(arr)) and not np.all(np.isfinite(cast)):
+            shown = arr.item() if np.ndim(arr) == 0 else np.asarray(arr).tolist()
+            raise ValueError(f"{label} must be finite in {np.dtype(float_dtype()).name}, got "
+                             f"{label}={shown!r}")
+    if scalar and jnp.ndim(out) != 0:
+        raise ValueError(f"{label} must be a scalar, got shape {jnp.shape(out)} (to run many "
+                         "parameter sets, jax.vmap over the model)")
+    return out
+
+
+def float_param(name: str, *, scalar: bool = False) -> Callable[[Any], jax.Array]:
+    """`as_float` naming the parameter, as an `eqx.field(converter=...)`."""
+    return functools.partial(as_float, name=name, scalar=scalar)
 
 
 def is_concrete(x: Any) -> bool:
@@ -33,13 +69,23 @@ def is_concrete(x: Any) -> bool:
 
 
 def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) -> None:
-    """Raise `ValueError` unless `value` is finite and satisfies `ok` (skipped for tracers)."""
+    """Raise `ValueError` unless `value` is a real number (or array), finite in the working
+    precision, and satisfies `ok` (skipped for tracers)."""
     if value is None or not is_concrete(value):
         return
-    arr = np.asarray(value, dtype=float)
+    # as the working precision holds it: a real number (else ValueError naming it), and
+    # e.g. 1e300 is inf in float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # overflow in the cast
+        as_float(value, name)                               # a real number, by name
+        arr = np.asarray(value, dtype=float).astype(np.dtype(float_dtype())).astype(float)
     if not np.all(np.isfinite(arr)) or not np.all(ok(arr)):
-        shown = arr.item() if arr.ndim == 0 else arr.tolist()
-        raise ValueError(f"{name} must be {allowed}, got {name}={shown!r}")
+        given = np.asarray(value, dtype=float)
+        shown = given.item() if given.ndim == 0 else given.tolist()
+        where = ""
+        if np.all(np.isfinite(given)) and not np.all(np.isfinite(arr)):
+            where = f" (not finite in {np.dtype(float_dtype()).name})"
+        raise ValueError(f"{name} must be {allowed}, got {name}={shown!r}{where}")
 
 
 def check_positive(name: str, value: Any) -> None:

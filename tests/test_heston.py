@@ -474,9 +474,10 @@ def test_unresolvable_regime_raises_naming_the_parameters_instead_of_a_wrong_pri
 
 
 def test_per_path_variances_with_a_scalar_spot_and_near_expiry_prices(x64):
-    """A v0 array with one spot broadcasts (as after `conditioned`); within 5 minutes of
-    expiry prices stay finite, within their static bounds and decreasing in strike."""
-    model = _heston(**dict(BASE, v0=jnp.array([1e-4, 0.04, 0.5])))
+    """A v0 array with one spot broadcasts (as after `conditioned`, which sets it with
+    `eqx.tree_at`: the constructor takes scalars); within 5 minutes of expiry prices stay
+    finite, within their static bounds and decreasing in strike."""
+    model = eqx.tree_at(lambda m: m.v0, _heston(**BASE), jnp.array([1e-4, 0.04, 0.5]))
     values = hj.price(model, hj.EuropeanCall(100.0, 1.0))
     assert values.shape == (3,) and bool(jnp.all(jnp.diff(values) > 0))
     flat = _heston(**dict(BASE, xi=0.5))

@@ -39,11 +39,11 @@ class BlackScholes(AbstractModel):
     vega_field: ClassVar[str] = "vol"
 
     def __init__(self, spot, vol, rate=0.0, div=0.0, drift=None):
-        self.spot = as_float(spot)
-        self.vol = as_float(vol)
-        self.rate = as_float(rate)
-        self.div = as_float(div)
-        self.drift = None if drift is None else as_float(drift)
+        self.spot = as_float(spot, "spot", scalar=True)
+        self.vol = as_float(vol, "vol", scalar=True)
+        self.rate = as_float(rate, "rate", scalar=True)
+        self.div = as_float(div, "div", scalar=True)
+        self.drift = None if drift is None else as_float(drift, "drift", scalar=True)
 
     def __check_init__(self):
         check_positive("spot", self.spot)

@@ -112,14 +112,14 @@ class Heston(AbstractModel):
     vega_field: ClassVar[str] = "v0"
 
     def __init__(self, spot, v0, kappa, theta, xi, rho, rate=0.0, div=0.0, scheme="qe"):
-        self.spot = as_float(spot)
-        self.v0 = as_float(v0)
-        self.kappa = as_float(kappa)
-        self.theta = as_float(theta)
-        self.xi = as_float(xi)
-        self.rho = as_float(rho)
-        self.rate = as_float(rate)
-        self.div = as_float(div)
+        self.spot = as_float(spot, "spot", scalar=True)
+        self.v0 = as_float(v0, "v0", scalar=True)
+        self.kappa = as_float(kappa, "kappa", scalar=True)
+        self.theta = as_float(theta, "theta", scalar=True)
+        self.xi = as_float(xi, "xi", scalar=True)
+        self.rho = as_float(rho, "rho", scalar=True)
+        self.rate = as_float(rate, "rate", scalar=True)
+        self.div = as_float(div, "div", scalar=True)
         self.scheme = scheme
 
     def __check_init__(self):

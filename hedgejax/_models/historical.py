@@ -112,14 +112,14 @@ class HistoricalPaths(AbstractModel):
     def __init__(self, prices, rate=0.0, div=0.0, spot=None):
         if is_concrete(prices):
             matrix, _ = _as_price_matrix(prices)
-            self.prices = as_float(matrix)
+            self.prices = as_float(matrix, "prices")
             first = matrix[0, 0]
         else:  # traced (e.g. `replace` under jit): shapes still known, values not
             self.prices = prices if jnp.ndim(prices) == 2 else jnp.reshape(prices, (1, -1))
             first = self.prices[0, 0]
-        self.rate = as_float(rate)
-        self.div = as_float(div)
-        self.spot = as_float(first if spot is None else spot)
+        self.rate = as_float(rate, "rate", scalar=True)
+        self.div = as_float(div, "div", scalar=True)
+        self.spot = as_float(first if spot is None else spot, "spot", scalar=True)
 
     def __check_init__(self):
         check_positive("spot", self.spot)
@@ -256,16 +256,16 @@ class Bootstrap(AbstractModel):
                 k = int(np.argmax(bad))
                 raise ValueError(f"returns must be finite, got returns[{k}]={array[k].item()!r}")
             returns = array
-        self.returns = as_float(returns)
+        self.returns = as_float(returns, "returns")
         n_returns = int(self.returns.shape[0])
         self.block = check_int("block", block, 1)
         if self.block > n_returns:
             raise ValueError(
                 f"block must be an integer in [1, {n_returns}] (the number of returns), got "
                 f"block={block}")
-        self.spot = as_float(spot)
-        self.rate = as_float(rate)
-        self.div = as_float(div)
+        self.spot = as_float(spot, "spot", scalar=True)
+        self.rate = as_float(rate, "rate", scalar=True)
+        self.div = as_float(div, "div", scalar=True)
         self.demean = bool(demean)
 
     def __check_init__(self):

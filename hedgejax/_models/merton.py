@@ -315,14 +315,14 @@ class Merton(AbstractModel):
     def __init__(self, spot, vol, jump_rate, jump_mean, jump_std, rate=0.0, div=0.0,
                  drift=None, *, series_terms: int | None = None,
                  step_terms: int | None = None):
-        self.spot = as_float(spot)
-        self.vol = as_float(vol)
-        self.jump_rate = as_float(jump_rate)
-        self.jump_mean = as_float(jump_mean)
-        self.jump_std = as_float(jump_std)
-        self.rate = as_float(rate)
-        self.div = as_float(div)
-        self.drift = None if drift is None else as_float(drift)
+        self.spot = as_float(spot, "spot", scalar=True)
+        self.vol = as_float(vol, "vol", scalar=True)
+        self.jump_rate = as_float(jump_rate, "jump_rate", scalar=True)
+        self.jump_mean = as_float(jump_mean, "jump_mean", scalar=True)
+        self.jump_std = as_float(jump_std, "jump_std", scalar=True)
+        self.rate = as_float(rate, "rate", scalar=True)
+        self.div = as_float(div, "div", scalar=True)
+        self.drift = None if drift is None else as_float(drift, "drift", scalar=True)
         self.series_terms = None if series_terms is None else check_int(
             "series_terms", series_terms, 1)
         self.step_terms = None if step_terms is None else check_int(

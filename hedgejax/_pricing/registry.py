@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from .._instruments import AbstractInstrument, Book
 from .._models.base import AbstractModel
-from .._validate import as_float, is_concrete
+from .._validate import as_float, check_finite, check_nonnegative, is_concrete
 
 # (model type, instrument type) -> fn(model, instrument, log_spot, tau) -> value
 Pricer = Callable[[AbstractModel, AbstractInstrument, jax.Array, jax.Array], jax.Array]
@@ -87,8 +87,10 @@ def price(model: AbstractModel, instrument: AbstractInstrument | Book,
         >>> float(hj.price(model, hj.EuropeanCall(100.0, 1.0)))   # doctest: +ELLIPSIS
         7.96...
     """
-    spot = model.spot if spot is None else as_float(spot)
-    t = as_float(t)
+    spot = model.spot if spot is None else as_float(spot, "spot")
+    t = as_float(t, "t")
+    check_nonnegative("spot", spot)
+    check_finite("t", t)
     log_spot = jnp.log(spot)
     if isinstance(instrument, Book):
         return book_value_log(model, instrument, log_spot, t)
@@ -206,8 +208,10 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
         >>> round(float(g.delta), 4)
         0.5398
     """
-    spot = model.spot if spot is None else as_float(spot)
-    t = as_float(t)
+    spot = model.spot if spot is None else as_float(spot, "spot")
+    t = as_float(t, "t")
+    check_nonnegative("spot", spot)
+    check_finite("t", t)
     model = prepared_for(model, instrument, t)
     if per_instrument:
         if not isinstance(instrument, Book):

@@ -36,7 +36,7 @@ class BandHedge(AbstractStrategy):
     raw_width: jax.Array
 
     def __init__(self, width: float | jax.Array):
-        width = as_float(width)
+        width = as_float(width, "width")
         check_nonnegative("width", width)
         self.raw_width = inverse_softplus(width)
 
@@ -72,9 +72,9 @@ class WhalleyWilmott(AbstractStrategy):
     raw_scale: jax.Array
 
     def __init__(self, risk_aversion: float | jax.Array, scale: float | jax.Array = 1.0):
-        self.risk_aversion = as_float(risk_aversion)
+        self.risk_aversion = as_float(risk_aversion, "risk_aversion")
         check_positive("risk_aversion", self.risk_aversion)
-        scale = as_float(scale)
+        scale = as_float(scale, "scale")
         check_positive("scale", scale)
         self.raw_scale = inverse_softplus(scale)
 

@@ -97,8 +97,8 @@ class AsymmetricBand(AbstractStrategy):
         """Args: lower, upper: the half-widths below and above -delta, in shares (>= 0)."""
         check_nonnegative("lower", lower)
         check_nonnegative("upper", upper)
-        self.raw_lower = inverse_softplus(as_float(lower))
-        self.raw_upper = inverse_softplus(as_float(upper))
+        self.raw_lower = inverse_softplus(as_float(lower, "lower"))
+        self.raw_upper = inverse_softplus(as_float(upper, "upper"))
 
     @property
     def lower_width(self) -> jax.Array:
@@ -195,7 +195,8 @@ class LearnedBand(AbstractStrategy):
         n_out = 2 if asymmetric else 1
         mlp = eqx.nn.MLP(3, n_out, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)
-        self.raw_ww = (jnp.broadcast_to(inverse_softplus(as_float(init_ww)), (n_out,))
+        self.raw_ww = (jnp.broadcast_to(inverse_softplus(as_float(init_ww, "init_ww")),
+                                        (n_out,))
                        if whalley_wilmott else None)
         self.reference = float(reference)
         self.init_width = float(init_width)

@@ -1,0 +1,96 @@
+"""Every float parameter of every public constructor refuses values that are not real numbers
+(None, strings, booleans, complex), and every model and cost parameter refuses arrays, with a
+ValueError naming the parameter at construction (not a broadcasting error later)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hedgejax as hj
+
+# constructor, its valid keyword arguments, the parameters that must be scalars
+MODEL_LIKE = {
+    "BlackScholes": (hj.BlackScholes, dict(spot=100.0, vol=0.2, rate=0.01, div=0.0,
+                                           drift=0.05)),
+    "Heston": (hj.Heston, dict(spot=100.0, v0=0.04, kappa=1.5, theta=0.04, xi=0.3, rho=-0.7,
+                               rate=0.01, div=0.0)),
+    "Merton": (hj.Merton, dict(spot=100.0, vol=0.2, jump_rate=1.0, jump_mean=-0.1,
+                               jump_std=0.1, rate=0.01, div=0.0, drift=0.05)),
+    "Proportional": (hj.Proportional, dict(rate=0.001)),
+    "Fixed": (hj.Fixed, dict(per_trade=1.0)),
+    "Spread": (hj.Spread, dict(half_spread=0.01)),
+    "Impact": (hj.Impact, dict(coef=0.01, power=0.5)),
+    "RandomSlippage": (hj.RandomSlippage, dict(rate=1e-3, vol=0.5)),
+}
+# float parameters that may be arrays (instrument groups, per-instrument band settings)
+ARRAY_OK = {
+    "EuropeanCall": (hj.EuropeanCall, dict(strike=100.0, maturity=1.0)),
+    "EuropeanPut": (hj.EuropeanPut, dict(strike=100.0, maturity=1.0)),
+    "Digital": (hj.Digital, dict(strike=100.0, maturity=1.0, cash=1.0)),
+    "BandHedge": (hj.BandHedge, dict(width=0.05)),
+    "AsymmetricBand": (hj.AsymmetricBand, dict(lower=0.05, upper=0.1)),
+}
+NOT_REAL = {"None": None, "str": "0.2", "bool": True, "complex": 0.2 + 1j,
+            "complex-array": np.array([0.2 + 0j]), "object": object()}
+
+
+def _cases(table):
+    return [(name, param) for name, (_, kwargs) in table.items() for param in kwargs]
+
+
+@pytest.mark.parametrize("label", list(NOT_REAL))
+@pytest.mark.parametrize("name, param", _cases(MODEL_LIKE) + _cases(ARRAY_OK))
+def test_values_that_are_not_real_numbers_are_refused_by_name(name, param, label):
+    ctor, kwargs = {**MODEL_LIKE, **ARRAY_OK}[name]
+    if param == "drift" and label == "None":    # optional: None means rate - div
+        assert ctor(**dict(kwargs, drift=None)).drift is None
+        return
+    with pytest.raises(ValueError, match=rf"^{param} must be a real number"):
+        ctor(**dict(kwargs, **{param: NOT_REAL[label]}))
+
+
+@pytest.mark.parametrize("value", [[0.2, 0.3], np.array([0.2]), jnp.ones((2, 2))])
+@pytest.mark.parametrize("name, param", _cases(MODEL_LIKE))
+def test_model_and_cost_parameters_must_be_scalars(name, param, value):
+    ctor, kwargs = MODEL_LIKE[name]
+    with pytest.raises(ValueError, match=rf"^{param} must be a scalar, got shape"):
+        ctor(**dict(kwargs, **{param: value}))
+
+
+@pytest.mark.parametrize("name", list(MODEL_LIKE))
+def test_valid_scalars_of_any_numeric_type_construct(name):
+    """ints, NumPy scalars and 0-d arrays are fine; a model batched by vmap still works."""
+    ctor, kwargs = MODEL_LIKE[name]
+    for convert in (np.float64, np.asarray, jnp.asarray):
+        obj = ctor(**{k: convert(v) for k, v in kwargs.items()})
+        assert all(jnp.ndim(x) == 0 for x in jax.tree.leaves(obj))
+
+
+def test_a_vmapped_model_and_array_instruments_still_work():
+    call = hj.EuropeanCall(100.0, 1.0)
+    prices = jax.vmap(lambda v: hj.price(hj.BlackScholes(100.0, v), call))(
+        jnp.array([0.2, 0.3]))
+    assert prices.shape == (2,) and bool(prices[1] > prices[0])
+    grid = hj.price(hj.BlackScholes(100.0, 0.2), hj.EuropeanCall(jnp.array([90.0, 110.0]), 1.0))
+    assert grid.shape == (2,) and bool(grid[0] > grid[1])
+
+
+@pytest.mark.parametrize("kwargs, param", [(dict(spot="100"), "spot"), (dict(t=None), "t"),
+                                           (dict(spot=1j), "spot")])
+def test_price_and_greeks_name_a_bad_spot_or_time(kwargs, param):
+    model, call = hj.BlackScholes(100.0, 0.2), hj.EuropeanCall(100.0, 1.0)
+    for fn in (hj.price, hj.greeks):
+        with pytest.raises(ValueError, match=rf"^{param} must be a real number"):
+            fn(model, call, **kwargs)
+
+
+@pytest.mark.parametrize("name, param", _cases(MODEL_LIKE) + _cases(ARRAY_OK))
+def test_values_beyond_the_working_precision_are_refused_by_name(name, param):
+    """1e300 is a finite float64 but inf in float32 (the default): refused after the cast,
+    with the value as given (e.g. the issue's AsymmetricBand(1e300, 0.1))."""
+    ctor, kwargs = {**MODEL_LIKE, **ARRAY_OK}[name]
+    with pytest.raises(ValueError, match=rf"^{param} must be finite.*{param}=1e\+300"):
+        ctor(**dict(kwargs, **{param: 1e300}))
