@@ -91,6 +91,9 @@ def _check_mc_args(model, instrument, n_paths, n_steps, antithetic):
         raise ValueError(
             f"instrument must be a single instrument, got {type(instrument).__name__}")
     n_paths = check_n_paths(n_paths, model)
+    if n_paths < 2:     # the standard error (and a control variate's slope) needs two
+        raise ValueError(f"n_paths must be >= 2 (a standard error needs two paths), got "
+                         f"n_paths={n_paths}")
     n_steps = check_int("n_steps", n_steps, 1)
     if antithetic and (n_paths < 4 or n_paths % 2):
         raise ValueError(
@@ -107,7 +110,7 @@ def mc_price(model: AbstractModel, instrument: AbstractInstrument, n_paths: int,
     Args:
         model: the world; simulated under `model.risk_neutral()`.
         instrument: a European instrument (payoff of S_T at its maturity).
-        n_paths: number of paths (even and >= 4 with antithetic variates).
+        n_paths: number of paths, >= 2 (even and >= 4 with antithetic variates).
         key: a `jax.random` key.
         n_steps: simulation steps to maturity (one is exact for Black-Scholes).
         antithetic: use antithetic pairs (module docstring).

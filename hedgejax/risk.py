@@ -29,6 +29,18 @@ def _check_alpha(alpha: float) -> None:
     check("alpha", alpha, lambda a: (a > 0) & (a < 1), "in (0, 1)")
 
 
+def _check_sample(x: Array, fn: str, minimum: int = 1) -> None:
+    """Outcomes are a 1-D array (one per path) with at least `minimum` entries. Shapes are
+    static, so this holds under jit and vmap (per example) too."""
+    shape = jnp.shape(x)
+    if len(shape) != 1:
+        raise ValueError(f"risk.{fn} needs a 1-D array of outcomes (one per path), got shape "
+                         f"{shape}")
+    if shape[0] < minimum:
+        raise ValueError(f"risk.{fn} needs at least {minimum} outcome"
+                         f"{'s' if minimum > 1 else ''}, got {shape[0]}")
+
+
 def mean(x: Array) -> Array:
     """Sample mean."""
     return jnp.mean(x)
@@ -40,9 +52,10 @@ def std(x: Array) -> Array:
 
 
 def variance(x: Array) -> Array:
-    """Sample variance (ddof=1)."""
+    """Sample variance (ddof=1). Raises ValueError unless x is 1-D with at least 2 entries."""
+    _check_sample(x, "variance", 2)
     n = x.shape[0]
-    return jnp.sum((x - jnp.mean(x)) ** 2) / max(n - 1, 1)
+    return jnp.sum((x - jnp.mean(x)) ** 2) / (n - 1)
 
 
 def stderr(x: Array) -> Array:
@@ -54,6 +67,7 @@ def var(x: Array, alpha: float = 0.99) -> Array:
     """Value at risk: the loss exceeded with probability 1 - alpha, i.e. -quantile(x, 1-alpha)
     (linear interpolation between order statistics)."""
     _check_alpha(alpha)
+    _check_sample(x, "var")
     return -jnp.quantile(x, 1.0 - alpha)
 
 
@@ -62,19 +76,26 @@ def expected_shortfall(x: Array, alpha: float = 0.99) -> Array:
     boundary order statistic weighted fractionally (Acerbi-Tasche), so it is exact for any n.
     """
     _check_alpha(alpha)
-    n = x.shape[0]
+    _check_sample(x, "expected_shortfall")
+    weights = _tail_weights(x.shape[0], alpha)
+    return -jnp.dot(jnp.sort(x), jnp.asarray(weights, x.dtype))
+
+
+def _tail_weights(n: int, alpha: float) -> np.ndarray:
+    """Weights of the sorted outcomes (worst first) whose dot product is the mean of the worst
+    1 - alpha: the boundary order statistic counts fractionally; with fewer paths than the
+    tail needs, the single worst outcome."""
     k = (1.0 - alpha) * n
     whole = int(np.floor(k))
-    worst = jnp.sort(x)
     weights = np.zeros(n)
     weights[:whole] = 1.0
     if whole < n:
         weights[whole] = k - whole
-    if k < 1.0:  # fewer paths than the tail needs: use the single worst outcome
+    if k < 1.0:
         weights[:] = 0.0
         weights[0] = 1.0
         k = 1.0
-    return -jnp.dot(worst, jnp.asarray(weights, x.dtype)) / k
+    return weights / k
 
 
 def entropic(x: Array, a: float = 1.0) -> Array:
@@ -105,26 +126,36 @@ def summary(result: Any, alpha: float = 0.99) -> dict[str, float]:
     Keys: n_paths, initial_price, mean (of pnl), stderr, std, var, es (at `alpha`, as
     positive losses), mean_hedge_error, std_hedge_error, mean_cost, mean_trades,
     unhedged_std, hedge_effectiveness = 1 - Var(pnl) / Var(unhedged pnl on the same paths).
-    Raises ValueError if any P&L is not finite.
+
+    Computed in float64 NumPy (moments about the mean), so any finite P&Ls, however large in
+    the working precision, give finite statistics. hedge_effectiveness is NaN, and only then,
+    when the unhedged P&L does not vary (the ratio is undefined).
+
+    Raises:
+        ValueError: fewer than 2 paths, or a non-finite P&L.
     """
-    pnl = result.pnl
-    if not bool(jnp.all(jnp.isfinite(pnl))):
+    _check_alpha(alpha)
+    _check_sample(result.pnl, "summary", 2)
+    pnl = np.asarray(result.pnl, dtype=np.float64)
+    if not np.all(np.isfinite(pnl)):
         raise ValueError("result.pnl has non-finite values")
-    unhedged_var = variance(result.unhedged_pnl)
-    effectiveness = jnp.where(unhedged_var > 0, 1.0 - variance(pnl) / unhedged_var, jnp.nan)
+    f64 = {name: np.asarray(getattr(result, name), dtype=np.float64)
+           for name in ("hedge_error", "cost", "n_trades", "unhedged_pnl")}
+    unhedged_var = float(np.var(f64["unhedged_pnl"], ddof=1))
+    pnl_var = float(np.var(pnl, ddof=1))
+    effectiveness = 1.0 - pnl_var / unhedged_var if unhedged_var > 0 else float("nan")
     stats = {
-        "n_paths": pnl.shape[0],
-        "initial_price": result.initial_price,
-        "mean": mean(pnl),
-        "stderr": stderr(pnl),
-        "std": std(pnl),
-        "var": var(pnl, alpha),
-        "es": expected_shortfall(pnl, alpha),
-        "mean_hedge_error": mean(result.hedge_error),
-        "std_hedge_error": std(result.hedge_error),
-        "mean_cost": mean(result.cost),
-        "mean_trades": jnp.mean(result.n_trades.astype(pnl.dtype)),
-        "unhedged_std": jnp.sqrt(unhedged_var),
+        "initial_price": float(result.initial_price),
+        "mean": float(np.mean(pnl)),
+        "stderr": float(np.sqrt(pnl_var / pnl.size)),
+        "std": float(np.sqrt(pnl_var)),
+        "var": float(-np.quantile(pnl, 1.0 - alpha)),
+        "es": float(-np.dot(np.sort(pnl), _tail_weights(pnl.size, alpha))),
+        "mean_hedge_error": float(np.mean(f64["hedge_error"])),
+        "std_hedge_error": float(np.std(f64["hedge_error"], ddof=1)),
+        "mean_cost": float(np.mean(f64["cost"])),
+        "mean_trades": float(np.mean(f64["n_trades"])),
+        "unhedged_std": float(np.sqrt(unhedged_var)),
         "hedge_effectiveness": effectiveness,
     }
-    return {k: (int(v) if k == "n_paths" else float(v)) for k, v in stats.items()}
+    return {"n_paths": int(pnl.size), **stats}

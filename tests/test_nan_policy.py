@@ -1,0 +1,102 @@
+"""The NaN policy: defined results are returned (prices at spot 0), undefined inputs raise a
+ValueError naming them (bad spot or time, samples too small for a statistic), and finite
+inputs give finite statistics (no overflow in the moments)."""
+
+from __future__ import annotations
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hedgejax as hj
+
+MODELS = {
+    "BlackScholes": hj.BlackScholes(100.0, 0.2, rate=0.03),
+    "Heston": hj.Heston(100.0, 0.04, 1.5, 0.04, 0.3, -0.7, rate=0.03),
+    "Merton": hj.Merton(100.0, 0.2, 1.0, -0.1, 0.1, rate=0.03),
+}
+CALL, PUT = hj.EuropeanCall(100.0, 1.0), hj.EuropeanPut(100.0, 1.0)
+
+
+@pytest.mark.parametrize("fn", [hj.price, hj.greeks])
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("kwargs, param", [
+    (dict(spot=-5.0), "spot"), (dict(spot=math.nan), "spot"), (dict(spot=math.inf), "spot"),
+    (dict(t=math.nan), "t"), (dict(t=-math.inf), "t")])
+def test_bad_spot_or_time_is_refused_by_name(fn, model, kwargs, param):
+    with pytest.raises(ValueError, match=rf"^{param} must be finite"):
+        fn(MODELS[model], CALL, **kwargs)
+
+
+def test_black_scholes_prices_at_spot_zero_are_the_limits():
+    """At spot 0 the call is worthless and the put is worth the discounted strike."""
+    model = MODELS["BlackScholes"]
+    assert float(hj.price(model, CALL, spot=0.0)) == 0.0
+    assert float(hj.price(model, PUT, spot=0.0)) == pytest.approx(100.0 * math.exp(-0.03),
+                                                                  rel=1e-6)
+
+
+STATS = {
+    "var": lambda x: hj.risk.var(x, 0.99),
+    "expected_shortfall": lambda x: hj.risk.expected_shortfall(x, 0.99),
+    "variance": hj.risk.variance,
+    "std": hj.risk.std,
+    "stderr": hj.risk.stderr,
+}
+
+
+@pytest.mark.parametrize("name", list(STATS))
+@pytest.mark.parametrize("x, problem", [(jnp.zeros((0,)), "at least"),
+                                        (jnp.zeros((10, 2)), "1-D"),
+                                        (jnp.zeros(()), "1-D")])
+def test_statistics_name_a_sample_they_cannot_use(name, x, problem):
+    with pytest.raises(ValueError, match=rf"risk\.\w+ needs .*{problem}"):
+        STATS[name](x)
+
+
+@pytest.mark.parametrize("name", ["variance", "std", "stderr"])
+def test_spread_of_one_outcome_is_undefined(name):
+    with pytest.raises(ValueError, match="at least 2"):
+        STATS[name](jnp.ones(1))
+
+
+def test_statistics_check_shapes_under_jit():
+    with pytest.raises(ValueError, match="1-D"):
+        jax.jit(hj.risk.expected_shortfall)(jnp.zeros((4, 4)))
+
+
+def _result(n_paths):
+    return hj.hedge(MODELS["BlackScholes"], CALL, hj.DeltaHedge(), hj.Proportional(1e-3),
+                    hj.TimeGrid(1.0, 10), n_paths, jax.random.key(0))
+
+
+def test_summary_of_one_path_is_refused():
+    with pytest.raises(ValueError, match="summary needs at least 2"):
+        hj.summary(_result(1))
+
+
+def test_summary_of_huge_finite_pnls_is_finite_and_right():
+    """P&Ls near float32's largest value: squares overflow in float32, not in the summary."""
+    res = _result(256)
+    scale = np.float32(1e36)
+    big = eqx.tree_at(lambda r: (r.pnl, r.hedge_error, r.unhedged_pnl), res,
+                      (res.pnl * scale, res.hedge_error * scale, res.unhedged_pnl * scale))
+    assert bool(jnp.all(jnp.isfinite(big.pnl)))
+    stats = hj.summary(big)
+    assert all(math.isfinite(v) for v in stats.values())
+    pnl64 = np.asarray(res.pnl, np.float64) * float(scale)
+    assert stats["std"] == pytest.approx(np.std(pnl64, ddof=1), rel=1e-6)
+    small = hj.summary(res)
+    assert stats["hedge_effectiveness"] == pytest.approx(small["hedge_effectiveness"],
+                                                         rel=1e-5)
+    assert stats["es"] == pytest.approx(small["es"] * float(scale), rel=1e-5)
+
+
+@pytest.mark.parametrize("fn", [hj.mc_price, hj.mc_greeks])
+def test_monte_carlo_needs_two_paths_for_a_standard_error(fn):
+    with pytest.raises(ValueError, match="n_paths must be >= 2"):
+        fn(MODELS["BlackScholes"], CALL, 1, jax.random.key(0))
