@@ -239,6 +239,10 @@ class Impact(AbstractCost):
         return jnp.broadcast_to(rate, jnp.shape(price)).astype(jnp.result_type(price))
 
 
+# Largest log-vol of RandomSlippage's factor: its variance exp(9) - 1 is about 8,100.
+MAX_SLIPPAGE_VOL = 3.0
+
+
 class RandomSlippage(AbstractCost):
     """A proportional cost whose rate is random, drawn afresh for every trade.
 
@@ -256,8 +260,11 @@ class RandomSlippage(AbstractCost):
 
     Args:
         rate: expected one-way cost rate (>= 0; 0.001 = 10 bp of the traded value).
-        vol: standard deviation of the log of the rate's random factor (>= 0; 0 gives
-            `Proportional(rate)` exactly).
+        vol: standard deviation of the log of the rate's random factor, in [0, 3] (0 gives
+            `Proportional(rate)` exactly). Above 3 the factor's variance exp(vol^2) - 1
+            exceeds 8,000: its mean of 1 is carried by draws too rare to simulate, and
+            every charged cost is about 0 (at vol 100 the median factor is exp(-5,000)).
+            Raises ValueError outside [0, 3].
     """
 
     rate: jax.Array = eqx.field(converter=float_param("rate", scalar=True))
@@ -265,7 +272,9 @@ class RandomSlippage(AbstractCost):
 
     def __check_init__(self):
         check_nonnegative("rate", self.rate)
-        check_nonnegative("vol", self.vol)
+        check("vol", self.vol, lambda v: (v >= 0) & (v <= MAX_SLIPPAGE_VOL),
+              f"in [0, {MAX_SLIPPAGE_VOL:g}] (beyond, the lognormal factor's mean is carried by "
+              "draws too rare to simulate and every charge is about 0)")
 
     def __call__(self, trade, price):
         return self.rate * jnp.abs(trade) * price

@@ -231,8 +231,11 @@ def test_cost_sum_with_random_slippage_charges_both(x64):
         (lambda: hj.Impact(1e-3, 2.5), "power", "[0, 2]"),
         (lambda: hj.Impact(1e-3, float("inf")), "power", "[0, 2]"),
         (lambda: hj.RandomSlippage(-1e-3, 0.2), "rate", ">= 0"),
-        (lambda: hj.RandomSlippage(1e-3, -0.2), "vol", ">= 0"),
-        (lambda: hj.RandomSlippage(1e-3, float("nan")), "vol", ">= 0"),
+        (lambda: hj.RandomSlippage(1e-3, -0.2), "vol", "in [0, 3]"),
+        (lambda: hj.RandomSlippage(1e-3, float("nan")), "vol", "in [0, 3]"),
+        # the case: at vol 100 every charge was 0 (median factor exp(-5,000))
+        (lambda: hj.RandomSlippage(1e-3, 100.0), "vol", "in [0, 3]"),
+        (lambda: hj.RandomSlippage(1e-3, 3.01), "vol", "in [0, 3]"),
     ],
 )
 def test_validation(make, name, allowed):
