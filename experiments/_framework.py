@@ -399,9 +399,11 @@ def run_experiment(name: str, *, config: str | os.PathLike | None = None,
     while final.exists():
         final = out / f"{name}-{stamp}-{n}"
         n += 1
+    from hedgejax._io import atomic_write, atomic_write_text, normal_mode
+
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}-", suffix=".tmp"))
+    normal_mode(tmp, directory=True)
     try:
-        from hedgejax._io import atomic_write, atomic_write_text
 
         atomic_write_text(tmp / "results.json",
                           json.dumps(payload, indent=2, allow_nan=False) + "\n")

@@ -3,22 +3,26 @@
 A checkpoint holds
 - `meta`: a JSON record of the run: format, hedgejax version, the strategy's structure
   (type, tree structure with its static fields, trainable leaf shapes and dtypes), the
-  objective, a SHA-256 fingerprint of each of model, hedge model, book, costs and grid (type,
-  tree structure and every leaf's value), `n_paths`, the key's data, `common_random_numbers`,
-  `unwind` and the surrogate temperature;
+  objective (name, code digest and the numbers it closes over), the optimiser's state
+  structure (adam, sgd, a clipped chain; not its learning rate, which optax keeps in a
+  closure) and clip_norm, a SHA-256 fingerprint of each of model, hedge model, book, costs
+  and grid (type, tree structure and every leaf's value), `n_paths`, the key's data,
+  `common_random_numbers`, `unwind` and the surrogate temperature;
 - `state`: the trainable parameters and the optimiser state, serialised by equinox
   (`eqx.tree_serialise_leaves`), whose reader checks every leaf's shape and dtype;
 - `step` and the history logs (`objective`, `surrogate`, `params`).
 
 `load` refuses, with a `ValueError` naming the file and the field, a checkpoint written by a
-different run (any record field differs), one whose parameters are not finite, and a file
-that is not a readable checkpoint (empty, truncated, random bytes, an older format). A
+different run (any record field differs), one whose parameters or optimiser state are not
+finite, and a file that is not a readable checkpoint (empty, truncated, random bytes, an
+older format). A
 different hedgejax version only warns: the record says what the run was, and the versions'
 arithmetic may differ in the last bits.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -65,29 +69,68 @@ def fingerprint(tree: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+def _value(x: Any) -> str | None:
+    """A closed-over or bound value as text, when it is a number, string or small array."""
+    if isinstance(x, (bool, int, float, str)):
+        return repr(x)
+    if isinstance(x, (np.ndarray, np.generic, jax.Array)) and np.size(x) <= 16:
+        try:
+            return repr(np.asarray(x).tolist())
+        except Exception:  # noqa: BLE001 - a tracer: no value to record
+            return None
+    return None
+
+
+def _code(code: Any) -> str:
+    """Digest of what a function's code refers to and its constants (nested functions
+    included): stable across Python versions, unlike the bytecode, and different for
+    `lambda r: risk.std(r.pnl)` and `lambda r: -jnp.mean(r.pnl)` or for other literals."""
+    parts = []
+
+    def walk(c):
+        parts.append(repr(c.co_names))
+        for const in c.co_consts:
+            if hasattr(const, "co_names"):
+                walk(const)
+            else:
+                parts.append(repr(const))
+    walk(code)
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
+
+
 def describe_objective(objective: Any) -> str:
-    """A name for an objective: its qualified name and the numbers it closes over (so
-    `risk.mean_cost_variance(lam=0.1)` and `(lam=0.2)` differ), or an equinox Module's repr."""
+    """A name for an objective that changes when the objective does: an equinox Module's type
+    and a fingerprint of its fields; a `functools.partial`'s function with its arguments;
+    a function's qualified name, a digest of its code and the numbers it closes over (so
+    `risk.mean_cost_variance(lam=0.1)` and `(lam=0.2)`, or two lambdas, differ)."""
     if isinstance(objective, eqx.Module):
-        return repr(objective)
+        return f"{type(objective).__qualname__}[{fingerprint(objective)}]"
+    if isinstance(objective, functools.partial):
+        bound = [_value(a) or type(a).__name__ for a in objective.args]
+        bound += [f"{k}={_value(v) or type(v).__name__}" for k, v in objective.keywords.items()]
+        return f"partial({describe_objective(objective.func)}, {', '.join(bound)})"
     name = getattr(objective, "__qualname__", type(objective).__qualname__)
     module = getattr(objective, "__module__", "") or ""
     code = getattr(objective, "__code__", None)
-    cells = getattr(objective, "__closure__", None) or ()
+    if code is None:
+        return f"{module}.{name}"
     bound = []
-    if code is not None:
-        for var, cell in zip(code.co_freevars, cells, strict=False):
-            try:
-                value = cell.cell_contents
-            except ValueError:          # an empty cell
-                continue
-            if isinstance(value, (bool, int, float, str)):
-                bound.append(f"{var}={value!r}")
-    return f"{module}.{name}" + (f"({', '.join(bound)})" if bound else "")
+    for var, cell in zip(code.co_freevars, getattr(objective, "__closure__", None) or (),
+                         strict=False):
+        try:
+            text = _value(cell.cell_contents)
+        except ValueError:          # an empty cell
+            continue
+        if text is not None:
+            bound.append(f"{var}={text}")
+    defaults = getattr(objective, "__defaults__", None) or ()
+    bound += [f"default={_value(d)}" for d in defaults if _value(d) is not None]
+    return f"{module}.{name}[{_code(code)}]" + (f"({', '.join(bound)})" if bound else "")
 
 
-def record(strategy, params, objective, *, model, hedge_model, book, costs, grid, n_paths,
-           key, common_random_numbers, unwind, temperature) -> dict[str, Any]:
+def record(strategy, params, objective, *, opt_state, clip_norm, model, hedge_model, book,
+           costs, grid, n_paths, key, common_random_numbers, unwind,
+           temperature) -> dict[str, Any]:
     """The JSON record of a `fit` run (see the module docstring)."""
     return {
         "format": FORMAT,
@@ -96,6 +139,11 @@ def record(strategy, params, objective, *, model, hedge_model, book, costs, grid
         "parameters": [[list(np.shape(x)), str(np.asarray(x).dtype)]
                        for x in jax.tree.leaves(params)],
         "objective": describe_objective(objective),
+        # the optimiser's state structure tells adam from sgd or a clipped chain; its
+        # learning rate lives in a closure optax does not expose, so it is not recorded
+        "optimizer": _structure(opt_state) + str(
+            [list(np.shape(x)) for x in jax.tree.leaves(opt_state)]),
+        "clip_norm": None if clip_norm is None else float(clip_norm),
         "model": fingerprint(model),
         "hedge_model": fingerprint(hedge_model),
         "book": fingerprint(book),
@@ -109,17 +157,19 @@ def record(strategy, params, objective, *, model, hedge_model, book, costs, grid
     }
 
 
-def _check_finite(path, tree) -> None:
-    for i, leaf in enumerate(jax.tree.leaves(tree)):
-        if not np.all(np.isfinite(np.asarray(leaf))):
-            raise ValueError(f"checkpoint {str(path)!r}: trainable parameter leaf {i} is not "
-                             "finite; refusing it")
+def _check_finite(path, params, opt_state) -> None:
+    for what, tree in (("trainable parameter", params), ("optimiser state", opt_state)):
+        for i, leaf in enumerate(jax.tree.leaves(tree)):
+            arr = np.asarray(leaf)
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise ValueError(f"checkpoint {str(path)!r}: {what} leaf {i} is not finite; "
+                                 "refusing it")
 
 
 def save(path, meta: dict[str, Any], step: int, params, opt_state, logs) -> None:
     """Write a checkpoint atomically. Raises ValueError (naming the file) if a trainable
-    parameter is not finite."""
-    _check_finite(path, params)
+    parameter or the optimiser state is not finite."""
+    _check_finite(path, params, opt_state)
     state = io.BytesIO()
     eqx.tree_serialise_leaves(state, (params, opt_state))
     objective_log, surrogate_log, param_log = logs
@@ -181,7 +231,7 @@ def load(path, meta: dict[str, Any], params, opt_state, steps: int):
     except Exception as error:  # noqa: BLE001
         raise ValueError(f"checkpoint {str(path)!r} is damaged: {type(error).__name__}: "
                          f"{error}") from None
-    _check_finite(path, params)
+    _check_finite(path, params, opt_state)
     if not 0 <= start <= steps:
         raise ValueError(f"checkpoint {str(path)!r} is at step {start}, outside 0..steps={steps}")
     return start, params, opt_state, tuple(logs)

@@ -177,7 +177,8 @@ def fit(
     surrogate_log = np.full(steps, np.nan)
     param_log = np.full((steps, flat.size), np.nan)
     meta = _checkpoint.record(
-        strategy, params, objective, model=model, book=book, costs=costs, grid=grid,
+        strategy, params, objective, opt_state=opt_state, clip_norm=clip_norm, model=model,
+        book=book, costs=costs, grid=grid,
         hedge_model=model if hedge_model is None else hedge_model, n_paths=n_paths, key=key,
         common_random_numbers=common_random_numbers, unwind=unwind,
         temperature=None if smooth else temperature)
@@ -267,8 +268,14 @@ def evaluate(strategy: AbstractStrategy, objective: Objective, model: AbstractMo
     batch-means standard error, and the headline statistics of `summary`.
 
     Returns a dict: "objective", "objective_stderr" plus the keys of `risk.summary`.
+    Raises ValueError if n_paths < 2 x batches (batch means need 2 paths each).
     """
     batches = check_int("batches", batches, 2)
+    n_paths = check_int("n_paths", n_paths, 1)
+    if n_paths < 2 * batches:
+        raise ValueError(f"n_paths must be >= 2 x batches = {2 * batches} (the standard error "
+                         f"uses {batches} batch means of at least 2 paths each), got "
+                         f"n_paths={n_paths}; use more paths or fewer batches")
     result = hedge(model, book, strategy, costs, grid, n_paths, key, hedge_model=hedge_model,
                    unwind=unwind)
     stats = risk.summary(result)

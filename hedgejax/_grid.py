@@ -7,7 +7,7 @@ import math
 import equinox as eqx
 import numpy as np
 
-from ._validate import check_int
+from ._validate import as_float, check_int
 
 
 class TimeGrid(eqx.Module):
@@ -25,11 +25,8 @@ class TimeGrid(eqx.Module):
     n_steps: int = eqx.field(static=True)
 
     def __init__(self, maturity: float, n_steps: int):
-        try:
-            maturity = float(maturity)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"maturity must be a finite number > 0, got maturity={maturity!r}") from None
+        as_float(maturity, "maturity", scalar=True)  # a real number, finite in the precision
+        maturity = float(maturity)                   # kept in float64: dt = maturity / n
         if not math.isfinite(maturity) or maturity <= 0:
             raise ValueError(f"maturity must be finite and > 0 (years), got maturity={maturity!r}")
         self.maturity = maturity

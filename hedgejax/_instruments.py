@@ -139,7 +139,7 @@ class Book(eqx.Module):
                 "quantities must have one entry per instrument, got "
                 f"len(quantities)={np.size(quantities)} for {len(instruments)} instruments"
             )
-        quantities = as_float(quantities)
+        quantities = as_float(quantities, "quantities")
         check_finite("quantities", quantities)
 
         by_structure: dict = {}

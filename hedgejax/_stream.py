@@ -90,6 +90,9 @@ def stream_summary(model: AbstractModel, book: Book | AbstractInstrument,
         10000
     """
     n_paths = check_n_paths(n_paths, model)
+    if n_paths < 2:
+        raise ValueError(f"n_paths must be >= 2 (as for summary: a standard deviation needs "
+                         f"two paths), got n_paths={n_paths}")
     chunk_size = check_int("chunk_size", chunk_size, 1)
     check("alpha", alpha, lambda a: (a > 0) & (a < 1), "in (0, 1)")
     keep = min(n_paths, math.ceil((1.0 - alpha) * n_paths) + 2)

@@ -58,9 +58,22 @@ def as_float(x: Any, name: str | None = None, *, scalar: bool = False) -> jax.Ar
     return out
 
 
+def real_scalar(name: str, x: Any) -> float:
+    """A concrete real scalar setting (a static field) as a Python float, or ValueError naming
+    it (None, strings, booleans, complex, arrays, overflow in the working precision)."""
+    return float(np.asarray(as_float(x, name, scalar=True)))
+
+
 def float_param(name: str, *, scalar: bool = False) -> Callable[[Any], jax.Array]:
     """`as_float` naming the parameter, as an `eqx.field(converter=...)`."""
     return functools.partial(as_float, name=name, scalar=scalar)
+
+
+def optional_float_param(name: str) -> Callable[[Any], jax.Array | None]:
+    """`float_param(name)` that lets None (an unset option) through."""
+    def convert(x: Any) -> jax.Array | None:
+        return None if x is None else as_float(x, name)
+    return convert
 
 
 def is_concrete(x: Any) -> bool:

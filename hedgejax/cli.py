@@ -315,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, name) and getattr(args, name) < 1:
             _fail(f"--{name.replace('_', '-')} must be an integer >= 1, got "
                   f"{getattr(args, name)}")
+    if getattr(args, "eval_paths", 40) < 40:
+        _fail(f"--eval-paths must be an integer >= 40 (the standard error uses 20 batch "
+              f"means of at least 2 paths), got {args.eval_paths}")
     for name in ("spot", "vol", "rate", "div", "strike", "maturity", "quantity", "cost",
                  "fixed", "spread", "width", "lam", "lr", "horizon"):
         if getattr(args, name, None) is not None and not math.isfinite(getattr(args, name)):

@@ -4,13 +4,17 @@ the field."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import os
 import re
+import stat
 import zipfile
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -24,15 +28,15 @@ KEY = jax.random.key(3)
 
 def _run(path=None, resume=None, *, strategy=None, lam=0.1, model=None, hedge_model=None,
          book=None, costs=None, grid=GRID, n_paths=128, key=KEY, crn=False, steps=2,
-         unwind=False):
+         unwind=False, objective=None, **extra):
     return hj.fit(strategy if strategy is not None else hj.BandHedge(0.05),
-                  hj.risk.mean_cost_variance(lam=lam),
+                  objective if objective is not None else hj.risk.mean_cost_variance(lam=lam),
                   model if model is not None else hj.BlackScholes(100.0, 0.2),
                   book if book is not None else hj.EuropeanCall(100.0, 0.25),
                   costs if costs is not None else hj.Proportional(0.002), grid,
                   key=key, steps=steps, n_paths=n_paths, hedge_model=hedge_model,
                   common_random_numbers=crn, unwind=unwind, progress=False,
-                  checkpoint=path, resume=resume)
+                  checkpoint=path, resume=resume, **extra)
 
 
 @pytest.fixture
@@ -55,12 +59,16 @@ MISMATCHES = {
     "key": dict(key=jax.random.key(4)),
     "common_random_numbers": dict(crn=True),
     "unwind": dict(unwind=True),
+    "optimizer": dict(optimizer=optax.sgd(1e-2)),
+    "clip_norm": dict(clip_norm=1.0),
 }
 
 
 @pytest.mark.parametrize("field", list(MISMATCHES))
 def test_a_checkpoint_of_another_run_is_refused(written, field):
-    with pytest.raises(ValueError, match=rf"{re.escape(str(written))}.*its {field} is"):
+    # clipping also changes the optimiser's state structure, which is compared first
+    named = "(optimizer|clip_norm)" if field == "clip_norm" else field
+    with pytest.raises(ValueError, match=rf"{re.escape(str(written))}.*its {named} is"):
         _run(resume=written, steps=3, **MISMATCHES[field])
 
 
@@ -160,3 +168,62 @@ def test_another_version_only_warns(written):
     _rewrite(written, meta=np.asarray(json.dumps(meta)))
     with pytest.warns(UserWarning, match="0.0.1"):
         _run(resume=written, steps=3)
+
+
+class _Scaled(eqx.Module):
+    lam: jax.Array
+
+    def __call__(self, result):
+        return self.lam * hj.risk.std(result.pnl)
+
+
+def _entropic(a):
+    return lambda r: hj.risk.entropic(r.pnl, a)
+
+
+# pairs of objectives that differ: the second must not resume from the first's checkpoint
+OBJECTIVES = {
+    "literal-in-lambda": (lambda r: hj.risk.entropic(r.pnl, 1.0),
+                          lambda r: hj.risk.entropic(r.pnl, 5.0)),
+    "lambda-bodies": (lambda r: hj.risk.std(r.pnl), lambda r: -jnp.mean(r.pnl)),
+    "numpy-closure": (hj.risk.mean_cost_variance(lam=np.float32(0.1)),
+                      hj.risk.mean_cost_variance(lam=np.float32(0.2))),
+    "jax-closure": (_entropic(jnp.float32(1.0)), _entropic(jnp.float32(5.0))),
+    "partial": (functools.partial(hj.risk.mean_cost_variance, lam=1.0),
+                functools.partial(hj.risk.mean_cost_variance, lam=5.0)),
+    "module": (_Scaled(jnp.asarray(0.1)), _Scaled(jnp.asarray(5.0))),
+}
+
+
+@pytest.mark.parametrize("case", list(OBJECTIVES))
+def test_a_different_objective_is_refused(tmp_path, case):
+    first, second = OBJECTIVES[case]
+    path = tmp_path / "ck.npz"
+    _run(path, objective=first, steps=1)
+    _run(resume=path, objective=first, steps=2)          # the same objective resumes
+    with pytest.raises(ValueError, match="its objective is"):
+        _run(resume=path, objective=second, steps=2)
+
+
+def test_non_finite_optimiser_state_is_refused(written):
+    strategy = hj.BandHedge(0.05)
+    params, _ = eqx.partition(strategy, eqx.is_inexact_array)
+    opt_state = optax.adam(1e-2).init(params)
+    broken = jax.tree.map(lambda x: x * np.nan if jnp.issubdtype(x.dtype, jnp.floating)
+                          else x, opt_state)
+    buffer = io.BytesIO()
+    eqx.tree_serialise_leaves(buffer, (params, broken))
+    _rewrite(written, state=np.frombuffer(buffer.getvalue(), np.uint8))
+    with pytest.raises(ValueError, match=rf"{re.escape(str(written))}.*optimiser state.*finite"):
+        _run(resume=written, steps=3)
+
+
+def test_checkpoints_have_normal_permissions(tmp_path):
+    """tempfile makes 0600 files; the checkpoint gets what open() would give (umask)."""
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "perm.npz"
+        _run(path, steps=1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import stat
 
 import pytest
 
@@ -70,6 +72,7 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys, toml, message):
     (["fit-band", "--lam", "-1"], "--lam must be >= 0"),
     (["fit-band", "--iters", "0"], "--iters must be an integer >= 1"),
     (["fit-band", "--lr", "0"], "--lr must be > 0"),
+    (["fit-band", "--eval-paths", "30"], "--eval-paths must be an integer >= 40"),
 ])
 def test_bad_arguments_are_one_line_exit_2(capsys, argv, message):
     code, _, err = _run_cli(argv, capsys)
@@ -80,17 +83,24 @@ def test_bad_arguments_are_one_line_exit_2(capsys, argv, message):
 def test_market_maker_run_folder(tmp_path, capsys):
     config = tmp_path / "small.toml"
     config.write_text("days = 5\nper_day = 2\nbands = [200.0]\n")
-    code, out, _ = _run_cli(["experiment", "market-maker", "--config", str(config),
-                             "--paths", "4000", "--seed", "3", "--out", str(tmp_path),
-                             "--no-progress"], capsys)
+    old_mask = os.umask(0o022)
+    try:
+        code, out, _ = _run_cli(["experiment", "market-maker", "--config", str(config),
+                                 "--paths", "4000", "--seed", "3", "--out", str(tmp_path),
+                                 "--no-progress"], capsys)
+    finally:
+        os.umask(old_mask)
     assert code == 0
     folders = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(folders) == 1 and folders[0].name.startswith("market-maker-")
     folder = folders[0]
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temp left
+    # normal permissions under umask 022 (tempfile alone would leave 0700 / 0600)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
     for name in ("results.json", "summary.csv", "report.md", "pnl_hist.png",
                  "sample_path.png"):
         assert (folder / name).stat().st_size > 0
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
     results = json.loads((folder / "results.json").read_text())
     meta = results["metadata"]
     assert meta["seed"] == 3 and meta["key"] == "jax.random.key(3)"

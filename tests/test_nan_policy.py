@@ -100,3 +100,19 @@ def test_summary_of_huge_finite_pnls_is_finite_and_right():
 def test_monte_carlo_needs_two_paths_for_a_standard_error(fn):
     with pytest.raises(ValueError, match="n_paths must be >= 2"):
         fn(MODELS["BlackScholes"], CALL, 1, jax.random.key(0))
+
+
+def test_evaluate_needs_two_paths_per_batch_and_names_them():
+    """Found by review: 30 paths in the default 20 batches used to give one-path batches."""
+    args = (hj.BandHedge(0.05), hj.risk.mean_cost_variance(lam=0.1), MODELS["BlackScholes"],
+            CALL, None, hj.TimeGrid(0.25, 5))
+    with pytest.raises(ValueError, match=r"n_paths must be >= 2 x batches = 40.*n_paths=30"):
+        hj.evaluate(*args, n_paths=30, key=jax.random.key(0))
+    stats = hj.evaluate(*args, n_paths=30, key=jax.random.key(0), batches=15)
+    assert math.isfinite(stats["objective_stderr"]) and stats["objective_stderr"] > 0
+
+
+def test_stream_summary_refuses_one_path_like_summary():
+    with pytest.raises(ValueError, match="n_paths must be >= 2"):
+        hj.stream_summary(MODELS["BlackScholes"], CALL, hj.DeltaHedge(), None,
+                          hj.TimeGrid(1.0, 10), 1, jax.random.key(0))

@@ -94,3 +94,32 @@ def test_values_beyond_the_working_precision_are_refused_by_name(name, param):
     ctor, kwargs = {**MODEL_LIKE, **ARRAY_OK}[name]
     with pytest.raises(ValueError, match=rf"^{param} must be finite.*{param}=1e\+300"):
         ctor(**dict(kwargs, **{param: 1e300}))
+
+
+# settings outside the float-parameter tables above, each refused by name (found by review)
+OTHER = [
+    (lambda v: hj.TimeGrid(v, 10), "maturity", ["0.2", True, np.complex64(0.2), 1e300]),
+    (lambda v: hj.LearnedBand(jax.random.key(0), 4, reference=v), "reference",
+     [None, "1", True, 1j]),
+    (lambda v: hj.LearnedBand(jax.random.key(0), 4, init_width=v), "init_width", [None, "1"]),
+    (lambda v: hj.LearnedBand(jax.random.key(0), 4, book_scale=v), "book_scale", [None, "1"]),
+    (lambda v: hj.NeuralHedge(jax.random.key(0), 4, reference=v), "reference", [None, "1"]),
+    (lambda v: hj.NeuralHedge(jax.random.key(0), 4, book_scale=v), "book_scale", [None, "1"]),
+    (lambda v: hj.Limits(hj.DeltaHedge(), max_position=v), "max_position",
+     ["0.2", True, 1j, 1e300]),
+    (lambda v: hj.Limits(hj.DeltaHedge(), max_trade=v), "max_trade", ["0.2", True]),
+    (lambda v: hj.MoveBased(threshold=v), "threshold", [None, "0.1", True, 1j, 1e300]),
+    (lambda v: hj.Book([hj.EuropeanCall(100.0, 1.0)], quantities=[v]), "quantities",
+     ["10", 1j]),
+    (lambda v: hj.HistoricalPaths(v), "prices",
+     [["100", "101", "102"], np.array([True] * 3), np.array([100 + 1j] * 3)]),
+    (lambda v: hj.Bootstrap(v, block=2), "returns",
+     [["0.01"] * 30, np.array([0.01 + 0.5j] * 30), np.array([True] * 30)]),
+]
+
+
+@pytest.mark.parametrize("make, param, value",
+                         [(m, p, v) for m, p, values in OTHER for v in values])
+def test_other_settings_are_refused_by_name(make, param, value):
+    with pytest.raises(ValueError, match=rf"^{param} must be"):
+        make(value)

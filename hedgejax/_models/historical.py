@@ -48,12 +48,20 @@ def _check_prices(prices: np.ndarray, shown_ndim: int) -> None:
             f"{prices[position].item()!r}")
 
 
+def _check_real(name: str, values) -> None:
+    """An array of real numbers (integers or floats), not strings, booleans or complex."""
+    try:
+        kind = np.asarray(values).dtype.kind
+    except (TypeError, ValueError):
+        kind = "O"
+    if kind not in "fiu":
+        raise ValueError(f"{name} must be an array of real numbers, got {values!r}")
+
+
 def _as_price_matrix(prices) -> tuple[np.ndarray, int]:
     """`prices` as a float64 (n_series, n_points) array, validated; and the input's ndim."""
-    try:
-        array = np.asarray(prices, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"prices must be an array of numbers, got {prices!r}") from None
+    _check_real("prices", prices)
+    array = np.asarray(prices, dtype=np.float64)
     if array.ndim not in (1, 2):
         raise ValueError(
             "prices must be 1-D (one series) or 2-D (n_series, n_points), got "
@@ -244,10 +252,8 @@ class Bootstrap(AbstractModel):
 
     def __init__(self, returns, block=20, spot=100.0, rate=0.0, div=0.0, demean=False):
         if is_concrete(returns):
-            try:
-                array = np.asarray(returns, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ValueError(f"returns must be an array of numbers, got {returns!r}") from None
+            _check_real("returns", returns)
+            array = np.asarray(returns, dtype=np.float64)
             if array.ndim != 1 or array.size < 1:
                 raise ValueError(
                     f"returns must be a non-empty 1-D array, got returns.shape={array.shape}")

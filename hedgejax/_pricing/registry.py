@@ -81,6 +81,10 @@ def price(model: AbstractModel, instrument: AbstractInstrument | Book,
     """Price at time `t` (years) of an instrument or a `Book` when the underlying is at `spot`
     (defaults to `model.spot`). For a book: sum of quantity x price.
 
+    `t` is any finite time: the option has maturity - t years left, so a negative t prices it
+    earlier than the grid's start. Raises ValueError for a negative or non-finite spot, a
+    non-finite t, or values that are not real numbers.
+
     Example:
         >>> import hedgejax as hj
         >>> model = hj.BlackScholes(spot=100.0, vol=0.2)

@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validate import as_float, check_int, check_nonnegative, check_positive
+from .._validate import as_float, check_int, check_nonnegative, check_positive, real_scalar
 from .bands import _safe_cbrt, inverse_softplus, trade_to_band
 from .base import AbstractStrategy, Observation
 
@@ -198,9 +198,9 @@ class LearnedBand(AbstractStrategy):
         self.raw_ww = (jnp.broadcast_to(inverse_softplus(as_float(init_ww, "init_ww")),
                                         (n_out,))
                        if whalley_wilmott else None)
-        self.reference = float(reference)
-        self.init_width = float(init_width)
-        self.book_scale = float(book_scale)
+        self.reference = real_scalar("reference", reference)
+        self.init_width = real_scalar("init_width", init_width)
+        self.book_scale = real_scalar("book_scale", book_scale)
         self.asymmetric = bool(asymmetric)
 
     def half_widths(self, obs: Observation) -> tuple[jax.Array, jax.Array]:

@@ -9,7 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validate import check_int, check_positive
+from .._validate import check_int, check_positive, real_scalar
 from .base import AbstractStrategy, Observation
 from .learned import apply_per_path, safe_sqrt, zero_last_layer
 
@@ -74,8 +74,8 @@ class NeuralHedge(AbstractStrategy):
         n_features = 5 if variance_feature else 4
         mlp = eqx.nn.MLP(n_features, 1, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)
-        self.reference = float(reference)
-        self.book_scale = float(book_scale)
+        self.reference = real_scalar("reference", reference)
+        self.book_scale = real_scalar("book_scale", book_scale)
         self.variance_feature = bool(variance_feature)
 
     def features(self, obs: Observation, position: jax.Array) -> jax.Array:

@@ -17,13 +17,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validate import as_float, check_int, check_positive
+from .._validate import check_int, check_positive, float_param, optional_float_param
 from .base import AbstractStrategy, Observation, stateless_only
 from .delta import DeltaHedge
-
-
-def _optional_float(x: Any) -> jax.Array | None:
-    return None if x is None else as_float(x)
 
 
 def _check_strategy(strategy: Any) -> None:
@@ -87,8 +83,10 @@ class Limits(_Wrapper):
     """
 
     strategy: AbstractStrategy
-    max_position: jax.Array | None = eqx.field(default=None, converter=_optional_float)
-    max_trade: jax.Array | None = eqx.field(default=None, converter=_optional_float)
+    max_position: jax.Array | None = eqx.field(
+        default=None, converter=optional_float_param("max_position"))
+    max_trade: jax.Array | None = eqx.field(default=None,
+                                            converter=optional_float_param("max_trade"))
 
     def __check_init__(self):
         _check_strategy(self.strategy)
@@ -167,7 +165,7 @@ class MoveBased(_Wrapper):
     constant in it (zero gradient). State: (S_last per path, the inner strategy's state).
     """
 
-    threshold: jax.Array = eqx.field(converter=as_float)
+    threshold: jax.Array = eqx.field(converter=float_param("threshold"))
     strategy: AbstractStrategy = eqx.field(default_factory=DeltaHedge)
 
     def __check_init__(self):
