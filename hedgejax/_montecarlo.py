@@ -90,6 +90,7 @@ def _check_mc_args(model, instrument, n_paths, n_steps, antithetic):
     if not isinstance(instrument, AbstractInstrument):
         raise ValueError(
             f"instrument must be a single instrument, got {type(instrument).__name__}")
+    model.risk_neutral()    # a world without a risk-neutral measure is refused first
     n_paths = check_n_paths(n_paths, model)
     if n_paths < 2:     # the standard error (and a control variate's slope) needs two
         raise ValueError(f"n_paths must be >= 2 (a standard error needs two paths), got "

@@ -183,7 +183,7 @@ def test_grid_longer_than_data_is_caught():
         ([[1.0, 0.0]], r"prices\[0, 1\]=0\.0"),
         ([1.0], "at least 2 points"),
         (np.ones((2, 2, 2)), "1-D .* or 2-D"),
-        ([["a", "b"]], "array of numbers"),
+        ([["a", "b"]], "array of real numbers"),
     ],
 )
 def test_historical_paths_validation(prices, match):
