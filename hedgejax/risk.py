@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from ._validate import check, check_positive
+from ._validate import as_float, check, check_positive
 
 Array = jax.Array
 
@@ -29,9 +29,17 @@ def _check_alpha(alpha: float) -> None:
     check("alpha", alpha, lambda a: (a > 0) & (a < 1), "in (0, 1)")
 
 
+def _sample(x: Any, fn: str, minimum: int = 1) -> Array:
+    """`x` as an array of outcomes: real numbers (a list is fine), 1-D (one per path), at
+    least `minimum` entries; else ValueError naming the function. Shapes are static, so this
+    holds under jit and vmap (per example) too."""
+    x = as_float(x, f"risk.{fn} input")
+    _check_sample(x, fn, minimum)
+    return x
+
+
 def _check_sample(x: Array, fn: str, minimum: int = 1) -> None:
-    """Outcomes are a 1-D array (one per path) with at least `minimum` entries. Shapes are
-    static, so this holds under jit and vmap (per example) too."""
+    """Outcomes are a 1-D array (one per path) with at least `minimum` entries."""
     shape = jnp.shape(x)
     if len(shape) != 1:
         raise ValueError(f"risk.{fn} needs a 1-D array of outcomes (one per path), got shape "
@@ -42,8 +50,8 @@ def _check_sample(x: Array, fn: str, minimum: int = 1) -> None:
 
 
 def mean(x: Array) -> Array:
-    """Sample mean."""
-    return jnp.mean(x)
+    """Sample mean. Raises ValueError unless x is 1-D and non-empty."""
+    return jnp.mean(_sample(x, "mean"))
 
 
 def std(x: Array) -> Array:
@@ -53,13 +61,14 @@ def std(x: Array) -> Array:
 
 def variance(x: Array) -> Array:
     """Sample variance (ddof=1). Raises ValueError unless x is 1-D with at least 2 entries."""
-    _check_sample(x, "variance", 2)
+    x = _sample(x, "variance", 2)
     n = x.shape[0]
     return jnp.sum((x - jnp.mean(x)) ** 2) / (n - 1)
 
 
 def stderr(x: Array) -> Array:
     """Standard error of the sample mean."""
+    x = _sample(x, "stderr", 2)
     return std(x) / np.sqrt(x.shape[0])
 
 
@@ -67,7 +76,7 @@ def var(x: Array, alpha: float = 0.99) -> Array:
     """Value at risk: the loss exceeded with probability 1 - alpha, i.e. -quantile(x, 1-alpha)
     (linear interpolation between order statistics)."""
     _check_alpha(alpha)
-    _check_sample(x, "var")
+    x = _sample(x, "var")
     return -jnp.quantile(x, 1.0 - alpha)
 
 
@@ -76,7 +85,7 @@ def expected_shortfall(x: Array, alpha: float = 0.99) -> Array:
     boundary order statistic weighted fractionally (Acerbi-Tasche), so it is exact for any n.
     """
     _check_alpha(alpha)
-    _check_sample(x, "expected_shortfall")
+    x = _sample(x, "expected_shortfall")
     weights = _tail_weights(x.shape[0], alpha)
     return -jnp.dot(jnp.sort(x), jnp.asarray(weights, x.dtype))
 
@@ -101,6 +110,7 @@ def _tail_weights(n: int, alpha: float) -> np.ndarray:
 def entropic(x: Array, a: float = 1.0) -> Array:
     """Entropic risk (1/a) log E[exp(-a x)]; `a` > 0 is the risk aversion per unit currency."""
     check_positive("a", a)
+    x = _sample(x, "entropic")
     n = x.shape[0]
     return (logsumexp(-a * x) - np.log(n)) / a
 
@@ -132,7 +142,8 @@ def summary(result: Any, alpha: float = 0.99) -> dict[str, float]:
     when the unhedged P&L does not vary (the ratio is undefined).
 
     Raises:
-        ValueError: fewer than 2 paths, or a non-finite P&L.
+        ValueError: fewer than 2 paths, or a non-finite P&L, hedge error, cost or unhedged
+            P&L (the message names the field).
     """
     _check_alpha(alpha)
     _check_sample(result.pnl, "summary", 2)
@@ -141,6 +152,9 @@ def summary(result: Any, alpha: float = 0.99) -> dict[str, float]:
         raise ValueError("result.pnl has non-finite values")
     f64 = {name: np.asarray(getattr(result, name), dtype=np.float64)
            for name in ("hedge_error", "cost", "n_trades", "unhedged_pnl")}
+    for name, values in f64.items():
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"result.{name} has non-finite values")
     unhedged_var = float(np.var(f64["unhedged_pnl"], ddof=1))
     pnl_var = float(np.var(pnl, ddof=1))
     effectiveness = 1.0 - pnl_var / unhedged_var if unhedged_var > 0 else float("nan")

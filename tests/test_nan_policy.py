@@ -41,6 +41,8 @@ def test_black_scholes_prices_at_spot_zero_are_the_limits():
 
 
 STATS = {
+    "mean": hj.risk.mean,
+    "entropic": lambda x: hj.risk.entropic(x, 1.0),
     "var": lambda x: hj.risk.var(x, 0.99),
     "expected_shortfall": lambda x: hj.risk.expected_shortfall(x, 0.99),
     "variance": hj.risk.variance,
@@ -116,3 +118,28 @@ def test_stream_summary_refuses_one_path_like_summary():
     with pytest.raises(ValueError, match="n_paths must be >= 2"):
         hj.stream_summary(MODELS["BlackScholes"], CALL, hj.DeltaHedge(), None,
                           hj.TimeGrid(1.0, 10), 1, jax.random.key(0))
+
+
+@pytest.mark.parametrize("name", list(STATS))
+def test_statistics_take_lists_and_name_non_numbers(name):
+    values = [1.0, -2.0, 3.0, 0.5]
+    assert float(STATS[name](values)) == pytest.approx(float(STATS[name](jnp.asarray(values))))
+    with pytest.raises(ValueError, match=r"risk\.\w+ input must be a real number"):
+        STATS[name](["a", "b", "c"])
+
+
+@pytest.mark.parametrize("field", ["hedge_error", "cost", "unhedged_pnl"])
+def test_summary_names_a_non_finite_field(field):
+    res = _result(64)
+    bad = eqx.tree_at(lambda r: getattr(r, field), res,
+                      getattr(res, field).at[3].set(jnp.inf))
+    with pytest.raises(ValueError, match=f"result.{field} has non-finite values"):
+        hj.summary(bad)
+
+
+def test_greeks_need_a_scalar_spot_and_point_to_vmap():
+    model = MODELS["BlackScholes"]
+    with pytest.raises(ValueError, match="spot and t must be scalars.*jax.vmap"):
+        hj.greeks(model, CALL, spot=jnp.array([90.0, 100.0]))
+    deltas = jax.vmap(lambda s: hj.greeks(model, CALL, spot=s).delta)(jnp.array([90.0, 110.0]))
+    assert bool(deltas[0] < deltas[1])

@@ -216,6 +216,11 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
     t = as_float(t, "t")
     check_nonnegative("spot", spot)
     check_finite("t", t)
+    if jnp.ndim(spot) or jnp.ndim(t):
+        raise ValueError(
+            f"spot and t must be scalars for greeks, got shapes {jnp.shape(spot)} and "
+            f"{jnp.shape(t)}; for many spots use jax.vmap(lambda s: hj.greeks(model, "
+            "instrument, spot=s))(spots)")
     model = prepared_for(model, instrument, t)
     if per_instrument:
         if not isinstance(instrument, Book):
