@@ -472,6 +472,7 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     _check_types(model, book, strategy, costs, grid, hedge_model)
     n_paths = check_n_paths(n_paths, model)
     check_grid_fits(model, grid)
+    _check_lags(strategy, grid)
     if isinstance(key, int):
         key = jax.random.key(key)
     expiry, ends = _expiry_steps(book, grid)
@@ -485,6 +486,15 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
                          f"got devices={n_devices}")
     return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
             bool(unwind), block_size, tuple(jax.local_devices()[:n_devices]))
+
+
+def _check_lags(strategy: AbstractStrategy, grid: TimeGrid) -> None:
+    """Every ExecutionLag in the strategy (wrappers nest) must be shorter than the grid."""
+    from ._strategies.wrappers import ExecutionLag
+
+    for node in jax.tree.leaves(strategy, is_leaf=lambda x: isinstance(x, ExecutionLag)):
+        if isinstance(node, ExecutionLag):
+            node.check_grid(grid.n_steps)
 
 
 def _prepared(model: AbstractModel, book: Book, option, grid: TimeGrid) -> AbstractModel:

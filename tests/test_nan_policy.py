@@ -143,3 +143,27 @@ def test_greeks_need_a_scalar_spot_and_point_to_vmap():
         hj.greeks(model, CALL, spot=jnp.array([90.0, 100.0]))
     deltas = jax.vmap(lambda s: hj.greeks(model, CALL, spot=s).delta)(jnp.array([90.0, 110.0]))
     assert bool(deltas[0] < deltas[1])
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: hj.ExecutionLag(hj.DeltaHedge(), steps=10**6), r"steps must be .*\[1, 1000\]"),
+    (lambda: hj.LearnedBand(jax.random.key(0), depth=10**6), r"depth must be .*\[0, 64\]"),
+    (lambda: hj.LearnedBand(jax.random.key(0), hidden=10**7), r"hidden must be .*\[1, 4096\]"),
+    (lambda: hj.NeuralHedge(jax.random.key(0), depth=65), r"depth must be .*\[0, 64\]"),
+])
+def test_absurd_sizes_fail_fast_by_name(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("lag", [4, 5, 12])
+@pytest.mark.parametrize("wrap", [lambda s: s, lambda s: hj.Limits(s, max_position=1.0)])
+def test_a_lag_as_long_as_the_grid_is_refused(lag, wrap):
+    """An order decided at step 0 would fill after the grid ends: nothing would ever trade."""
+    strategy = wrap(hj.ExecutionLag(hj.DeltaHedge(), steps=lag))
+    with pytest.raises(ValueError, match=rf"ExecutionLag steps must be < .*n_steps=4.*={lag}"):
+        hj.hedge(MODELS["BlackScholes"], CALL, strategy, None, hj.TimeGrid(1.0, 4), 64,
+                 jax.random.key(0))
+    ok = hj.hedge(MODELS["BlackScholes"], CALL, wrap(hj.ExecutionLag(hj.DeltaHedge(), 3)),
+                  None, hj.TimeGrid(1.0, 4), 64, jax.random.key(0))
+    assert bool(jnp.all(ok.n_trades >= 1))

@@ -94,3 +94,17 @@ def stateless_only(strategy: AbstractStrategy) -> None:
     """Raise for a stateful strategy where only `__call__` can be used."""
     raise TypeError(f"{type(strategy).__name__} keeps state between steps: use it inside "
                     "hedge(), which calls its decide()")
+
+
+# Largest networks the learned strategies build (layers are made one by one in Python, and a
+# strategy is evaluated for every path at every step).
+MAX_HIDDEN = 4096
+MAX_DEPTH = 64
+
+
+def check_network_size(hidden: int, depth: int) -> None:
+    """Refuse networks beyond MAX_HIDDEN units or MAX_DEPTH hidden layers, naming them."""
+    if hidden > MAX_HIDDEN:
+        raise ValueError(f"hidden must be an integer in [1, {MAX_HIDDEN}], got hidden={hidden}")
+    if depth > MAX_DEPTH:
+        raise ValueError(f"depth must be an integer in [0, {MAX_DEPTH}], got depth={depth}")

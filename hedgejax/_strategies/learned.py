@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from .._validate import as_float, check_int, check_nonnegative, check_positive, real_scalar
 from .bands import _safe_cbrt, inverse_softplus, trade_to_band
-from .base import AbstractStrategy, Observation
+from .base import AbstractStrategy, Observation, check_network_size
 
 _LOG2 = math.log(2.0)
 
@@ -192,6 +192,7 @@ class LearnedBand(AbstractStrategy):
         check_positive("book_scale", book_scale)
         hidden = check_int("hidden", hidden, 1)
         depth = check_int("depth", depth, 0)
+        check_network_size(hidden, depth)
         n_out = 2 if asymmetric else 1
         mlp = eqx.nn.MLP(3, n_out, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)

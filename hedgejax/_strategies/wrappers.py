@@ -117,6 +117,10 @@ class Limits(_Wrapper):
         return self.limit(target, position), state
 
 
+# Longest ExecutionLag, in grid steps.
+MAX_LAG_STEPS = 1_000
+
+
 class ExecutionLag(_Wrapper):
     """Orders of `strategy` are filled `steps` grid steps after they are decided.
 
@@ -138,6 +142,18 @@ class ExecutionLag(_Wrapper):
     def __check_init__(self):
         _check_strategy(self.strategy)
         check_int("steps", self.steps, 1)
+        if self.steps > MAX_LAG_STEPS:
+            raise ValueError(f"steps must be an integer in [1, {MAX_LAG_STEPS}] (the pending "
+                             f"orders ride through the scan one array each), got "
+                             f"steps={self.steps}")
+
+    def check_grid(self, n_steps: int) -> None:
+        """Refuse a lag that is not shorter than the grid: no order would ever fill."""
+        if self.steps >= n_steps:
+            raise ValueError(
+                f"ExecutionLag steps must be < the grid's n_steps={n_steps} (an order "
+                f"decided at step 0 fills at step {self.steps}, after the grid ends, so "
+                f"nothing would ever trade), got steps={self.steps}")
 
     def __call__(self, obs: Observation, position: Any) -> Any:
         stateless_only(self)
