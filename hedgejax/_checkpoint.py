@@ -15,9 +15,8 @@ A checkpoint holds
 `load` refuses, with a `ValueError` naming the file and the field, a checkpoint written by a
 different run (any record field differs), one whose parameters or optimiser state are not
 finite, and a file that is not a readable checkpoint (empty, truncated, random bytes, an
-older format). A
-different hedgejax version only warns: the record says what the run was, and the versions'
-arithmetic may differ in the last bits.
+older format). A different hedgejax version only warns: the record says what the run was,
+and the versions' arithmetic may differ in the last bits.
 """
 
 from __future__ import annotations
