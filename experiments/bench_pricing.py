@@ -15,7 +15,7 @@ heston_lewis96.py and merton_series64.py. Each variant is registered in turn and
 caches are cleared between them, so every call compiles the variant it names. The ratio is
 new / baseline throughput (below 1: the new pricer is slower).
 
-Run: `python -m experiments.bench_pricing` (results in experiments/results/
+Run: `python experiments/bench_pricing.py` (results in experiments/results/
 bench_pricing.json and .md), `--quick` for a smoke test.
 """
 
@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -50,6 +51,8 @@ def _models() -> dict[str, Any]:
 
 def _pricers(name: str) -> dict[str, Any]:
     """{variant: (call pricer, put pricer)} for the model `name`."""
+    if str(ROOT) not in sys.path:   # run as a script: the baselines live in experiments/
+        sys.path.insert(0, str(ROOT))
     if name == "heston":
         from experiments.baselines import heston_lewis96 as old
     else:
@@ -88,7 +91,8 @@ def measure(name: str, variant: str, kind: str, n: int, n_steps: int,
     if kind == "price":
         spots = jnp.linspace(70.0, 140.0, n)
         if name == "heston":
-            model = model.replace(v0=jnp.linspace(0.005, 0.09, n))
+            # a variance per option, as `conditioned` sets it (the constructor takes scalars)
+            model = eqx.tree_at(lambda m: m.v0, model, jnp.linspace(0.005, 0.09, n))
         priced = jax.jit(lambda s, m: hj.price(m, call, spot=s))
 
         def fn(seed):
