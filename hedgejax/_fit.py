@@ -39,7 +39,7 @@ from ._instruments import AbstractInstrument, Book, as_book
 from ._models.base import AbstractModel
 from ._strategies.bands import inverse_softplus
 from ._strategies.base import AbstractStrategy
-from ._validate import check_int, check_positive
+from ._validate import check_int, check_positive, runtime_checked
 
 Objective = Callable[[HedgeResult], jax.Array]
 
@@ -144,6 +144,8 @@ def fit(
                          "hj.risk.mean_cost_variance(lam=0.1)")
     if clip_norm is not None:
         check_positive("clip_norm", clip_norm)
+    # out-of-range values put in place by eqx.tree_at: refused now, not at the first step
+    runtime_checked((strategy, model, hedge_model, book, costs))
     if optimizer is None:
         optimizer = optax.adam(1e-2)
     if clip_norm is not None:

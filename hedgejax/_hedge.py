@@ -35,7 +35,14 @@ from ._models.base import AbstractModel
 from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
 from ._strategies.base import AbstractStrategy, Observation
-from ._validate import check_grid_fits, check_int, check_n_paths, float_dtype, is_concrete
+from ._validate import (
+    check_grid_fits,
+    check_int,
+    check_n_paths,
+    float_dtype,
+    is_concrete,
+    runtime_checked,
+)
 
 
 class HedgeResult(eqx.Module):
@@ -470,6 +477,8 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     costs = NoCost() if costs is None else costs
     hedge_model = model if hedge_model is None else hedge_model
     _check_types(model, book, strategy, costs, grid, hedge_model)
+    model, hedge_model, book, strategy, costs = runtime_checked(
+        (model, hedge_model, book, strategy, costs))
     n_paths = check_n_paths(n_paths, model)
     check_grid_fits(model, grid)
     _check_lags(strategy, grid)

@@ -149,6 +149,10 @@ class Book(eqx.Module):
         self.groups = tuple(_stack([instruments[i] for i in idx]) for idx in self.positions)
         self.quantities = tuple(quantities[np.asarray(idx)] for idx in self.positions)
 
+    def __check_init__(self):
+        for quantity in self.quantities:
+            check_finite("quantities", quantity)
+
     def __len__(self) -> int:
         return sum(len(idx) for idx in self.positions)
 

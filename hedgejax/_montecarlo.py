@@ -28,6 +28,7 @@ from ._validate import (
     check_n_paths,
     check_positive,
     float_dtype,
+    runtime_checked,
 )
 
 
@@ -63,6 +64,7 @@ def simulate(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Array,
     """
     n_paths = check_n_paths(n_paths, model)
     check_grid_fits(model, grid)
+    model = runtime_checked(model)
     return _simulate(model.prepared(dt=grid.dt), grid, n_paths, key, bool(antithetic), True)
 
 
@@ -127,6 +129,7 @@ def mc_price(model: AbstractModel, instrument: AbstractInstrument, n_paths: int,
     """
     n_paths, n_steps, maturity = _check_mc_args(model, instrument, n_paths, n_steps,
                                                 antithetic)
+    model, instrument = runtime_checked((model, instrument))
     if control_variate not in (None, "underlying"):
         raise ValueError(
             f"control_variate must be None or 'underlying', got {control_variate!r}")
@@ -171,6 +174,7 @@ def mc_greeks(model: AbstractModel, instrument: AbstractInstrument, n_paths: int
     """
     n_paths, n_steps, maturity = _check_mc_args(model, instrument, n_paths, n_steps,
                                                 antithetic)
+    model, instrument = runtime_checked((model, instrument))
     check_positive("smoothing", smoothing)
     vega_name = model.vega_field
     smooth = not _continuous(instrument)

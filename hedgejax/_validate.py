@@ -1,20 +1,33 @@
 """Parameter validation shared by every module.
 
 Concrete values are checked eagerly with a `ValueError` that names the parameter, its value
-and the allowed range. Values that are only known under a JAX transformation (tracers) are
-not checked here: `hedge()` checks its outputs for non-finite values instead.
+and the allowed range. Values that are only known under a JAX transformation (tracers: under
+`jax.jit`, `jax.vmap`, `jax.grad`) cannot be checked when a module is built; the public
+computations (`price`, `greeks`, `simulate`, `mc_price`, `mc_greeks`, `hedge`, `fit`, and
+what is built on them) pass their modules through `runtime_checked`, which re-runs every
+`__check_init__`: concrete values (including ones put in place by `eqx.tree_at`, which
+skips the constructor) raise `ValueError` at once, traced ones get an `eqx.error_if` with
+the same message, raised when the computation runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from collections.abc import Callable
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# While `runtime_checked` re-runs the checks: where `check` records the traced values it
+# meets, as (name, allowed, value, ok).
+_TRACED_CHECKS: list | None = None
+# The class whose `__check_init__` is running there, to name e.g. "Proportional.rate".
+_OWNER = ""
 
 
 def float_dtype() -> Any:
@@ -83,8 +96,13 @@ def is_concrete(x: Any) -> bool:
 
 def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) -> None:
     """Raise `ValueError` unless `value` is a real number (or array), finite in the working
-    precision, and satisfies `ok` (skipped for tracers)."""
-    if value is None or not is_concrete(value):
+    precision, and satisfies `ok`. Tracers are skipped, except inside `runtime_checked`,
+    which turns them into run-time checks (`ok` must then also work on `jax.Array`s)."""
+    if value is None:
+        return
+    if not is_concrete(value):
+        if _TRACED_CHECKS is not None:
+            _TRACED_CHECKS.append((f"{_OWNER}.{name}" if _OWNER else name, allowed, value, ok))
         return
     # as the working precision holds it: a real number (else ValueError naming it), and
     # e.g. 1e300 is inf in float32
@@ -99,6 +117,17 @@ def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) 
         if np.all(np.isfinite(given)) and not np.all(np.isfinite(arr)):
             where = f" (not finite in {np.dtype(float_dtype()).name})"
         raise ValueError(f"{name} must be {allowed}, got {name}={shown!r}{where}")
+
+
+def checked(name: str, value: Any, ok: Callable[[Any], Any], allowed: str) -> Any:
+    """`value`, checked as `check` does when concrete; when traced, with an `eqx.error_if`
+    raising "<name> must be <allowed>" when the computation runs (use the returned value)."""
+    if value is None or is_concrete(value):
+        check(name, value, ok, allowed)
+        return value
+    bad = jnp.any(~(jnp.isfinite(value) & ok(value)))
+    return eqx.error_if(value, bad, f"{name} must be {allowed} (a traced value, checked at "
+                                    "run time)")
 
 
 def check_positive(name: str, value: Any) -> None:
@@ -140,3 +169,65 @@ def check_grid_fits(model: Any, grid: Any) -> None:
     check = getattr(model, "check_grid", None)
     if check is not None:
         check(grid)
+
+
+def _modules(tree: Any):
+    """Every `eqx.Module` in `tree`, nested ones included (fields, lists, tuples, dicts)."""
+    if isinstance(tree, eqx.Module):
+        yield tree
+        for field in dataclasses.fields(tree):
+            yield from _modules(getattr(tree, field.name, None))
+    elif isinstance(tree, (list, tuple)):
+        for x in tree:
+            yield from _modules(x)
+    elif isinstance(tree, dict):
+        for x in tree.values():
+            yield from _modules(x)
+
+
+def runtime_checked(tree: Any) -> Any:
+    """`tree` (any pytree of models, instruments, books, strategies, costs) with every
+    parameter check of its modules' `__check_init__` applied again, now.
+
+    Concrete values are checked at once (`ValueError` naming the parameter, as at
+    construction: this catches values put in place by `eqx.tree_at`, which skips the
+    constructor). Traced values (under `jax.jit`, `jax.vmap`, `jax.grad`) get one
+    `eqx.error_if` on the checked leaves: when the computation runs with a value out of
+    range, it raises `EquinoxRuntimeError` (a `RuntimeError`; under a bare `jax.jit` JAX
+    wraps it in a `JaxRuntimeError` whose text carries the message) saying
+    "<Class>.<name> must be <allowed range>", e.g. "Proportional.rate must be finite and
+    >= 0". Use the returned tree: a check whose result is not
+    used is dropped by JAX.
+    """
+    global _TRACED_CHECKS, _OWNER
+    found: list = []
+    outer = _TRACED_CHECKS, _OWNER
+    _TRACED_CHECKS = found
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")        # e.g. the Feller warning, given once
+            for module in _modules(tree):
+                _OWNER = type(module).__name__
+                for cls in type(module).__mro__:
+                    check_init = cls.__dict__.get("__check_init__")
+                    if check_init is not None:
+                        check_init(module)
+    finally:
+        _TRACED_CHECKS, _OWNER = outer
+    if not found:
+        return tree
+    bad = jnp.stack([jnp.any(~(jnp.isfinite(value) & ok(value)))
+                     for _, _, value, ok in found])
+    messages = tuple(f"{name} must be {allowed} (a traced value, checked at run time)"
+                     for name, allowed, _, _ in found)
+    checked = {id(value) for _, _, value, _ in found}
+    leaves = [x for x in jax.tree.leaves(tree) if not is_concrete(x)]
+    if not any(id(x) in checked for x in leaves):
+        checked = {id(x) for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)}
+
+    def attach(x):
+        if id(x) not in checked:
+            return x
+        return eqx.branched_error_if(x, jnp.any(bad), jnp.argmax(bad), messages)
+
+    return jax.tree.map(attach, tree)

@@ -130,7 +130,7 @@ class Heston(AbstractModel):
         check_positive("kappa", self.kappa)
         check_nonnegative("theta", self.theta)
         check_positive("xi", self.xi)
-        check("rho", self.rho, lambda a: np.abs(a) <= 1, "finite and in [-1, 1]")
+        check("rho", self.rho, lambda a: abs(a) <= 1, "finite and in [-1, 1]")
         check_finite("rate", self.rate)
         check_finite("div", self.div)
         values = (self.kappa, self.theta, self.xi)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from .._instruments import AbstractInstrument, Book
 from .._models.base import AbstractModel
-from .._validate import as_float, check_finite, check_nonnegative, is_concrete
+from .._validate import as_float, checked, is_concrete, runtime_checked
 
 # (model type, instrument type) -> fn(model, instrument, log_spot, tau) -> value
 Pricer = Callable[[AbstractModel, AbstractInstrument, jax.Array, jax.Array], jax.Array]
@@ -91,10 +91,11 @@ def price(model: AbstractModel, instrument: AbstractInstrument | Book,
         >>> float(hj.price(model, hj.EuropeanCall(100.0, 1.0)))   # doctest: +ELLIPSIS
         7.96...
     """
+    model, instrument = runtime_checked((model, instrument))
     spot = model.spot if spot is None else as_float(spot, "spot")
     t = as_float(t, "t")
-    check_nonnegative("spot", spot)
-    check_finite("t", t)
+    spot = checked("spot", spot, lambda a: a >= 0, "finite and >= 0")
+    t = checked("t", t, lambda a: a == a, "finite")
     log_spot = jnp.log(spot)
     if isinstance(instrument, Book):
         return book_value_log(model, instrument, log_spot, t)
@@ -212,10 +213,11 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
         >>> round(float(g.delta), 4)
         0.5398
     """
+    model, instrument = runtime_checked((model, instrument))
     spot = model.spot if spot is None else as_float(spot, "spot")
     t = as_float(t, "t")
-    check_nonnegative("spot", spot)
-    check_finite("t", t)
+    spot = checked("spot", spot, lambda a: a >= 0, "finite and >= 0")
+    t = checked("t", t, lambda a: a == a, "finite")
     if jnp.ndim(spot) or jnp.ndim(t):
         raise ValueError(
             f"spot and t must be scalars for greeks, got shapes {jnp.shape(spot)} and "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._validate import as_float, check_nonnegative, check_positive
+from .._validate import as_float, check_positive, checked
 from .base import AbstractStrategy, Observation
 
 
@@ -25,6 +25,18 @@ def inverse_softplus(x: jax.Array) -> jax.Array:
     return jnp.where(large, x + jnp.log1p(-jnp.exp(-x)), jnp.log(jnp.expm1(safe)))
 
 
+def raw_softplus(name: str, x: float | jax.Array, *, positive: bool = False) -> jax.Array:
+    """The unconstrained parameter for a width-like setting `name` = x (>= 0, or > 0 with
+    `positive`): ValueError now for a concrete x out of range, a run-time check (naming it)
+    for a traced one."""
+    x = as_float(x, name)
+    if positive:
+        x = checked(name, x, lambda a: a > 0, "finite and > 0")
+    else:
+        x = checked(name, x, lambda a: a >= 0, "finite and >= 0")
+    return inverse_softplus(x)
+
+
 class BandHedge(AbstractStrategy):
     """Constant no-trade band of half-width `width` shares around -delta.
 
@@ -36,9 +48,7 @@ class BandHedge(AbstractStrategy):
     raw_width: jax.Array
 
     def __init__(self, width: float | jax.Array):
-        width = as_float(width, "width")
-        check_nonnegative("width", width)
-        self.raw_width = inverse_softplus(width)
+        self.raw_width = raw_softplus("width", width)
 
     @property
     def width(self) -> jax.Array:
@@ -73,10 +83,10 @@ class WhalleyWilmott(AbstractStrategy):
 
     def __init__(self, risk_aversion: float | jax.Array, scale: float | jax.Array = 1.0):
         self.risk_aversion = as_float(risk_aversion, "risk_aversion")
+        self.raw_scale = raw_softplus("scale", scale, positive=True)
+
+    def __check_init__(self):
         check_positive("risk_aversion", self.risk_aversion)
-        scale = as_float(scale, "scale")
-        check_positive("scale", scale)
-        self.raw_scale = inverse_softplus(scale)
 
     @property
     def scale(self) -> jax.Array:

@@ -16,8 +16,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from .._validate import as_float, check_int, check_nonnegative, check_positive, real_scalar
-from .bands import _safe_cbrt, inverse_softplus, trade_to_band
+from .._validate import check_int, check_positive, real_scalar
+from .bands import _safe_cbrt, raw_softplus, trade_to_band
 from .base import AbstractStrategy, Observation, check_network_size
 
 _LOG2 = math.log(2.0)
@@ -95,10 +95,8 @@ class AsymmetricBand(AbstractStrategy):
 
     def __init__(self, lower: float | jax.Array, upper: float | jax.Array):
         """Args: lower, upper: the half-widths below and above -delta, in shares (>= 0)."""
-        check_nonnegative("lower", lower)
-        check_nonnegative("upper", upper)
-        self.raw_lower = inverse_softplus(as_float(lower, "lower"))
-        self.raw_upper = inverse_softplus(as_float(upper, "upper"))
+        self.raw_lower = raw_softplus("lower", lower)
+        self.raw_upper = raw_softplus("upper", upper)
 
     @property
     def lower_width(self) -> jax.Array:
@@ -196,7 +194,7 @@ class LearnedBand(AbstractStrategy):
         n_out = 2 if asymmetric else 1
         mlp = eqx.nn.MLP(3, n_out, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)
-        self.raw_ww = (jnp.broadcast_to(inverse_softplus(as_float(init_ww, "init_ww")),
+        self.raw_ww = (jnp.broadcast_to(raw_softplus("init_ww", init_ww, positive=True),
                                         (n_out,))
                        if whalley_wilmott else None)
         self.reference = real_scalar("reference", reference)
