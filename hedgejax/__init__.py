@@ -74,6 +74,7 @@ from ._strategies import (
     WhalleyWilmott as WhalleyWilmott,
 )
 from ._stream import stream_summary as stream_summary
+from ._validate import NonFiniteError as NonFiniteError
 from .risk import summary as summary
 
 __version__ = "0.1.0"

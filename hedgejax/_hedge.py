@@ -36,8 +36,10 @@ from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
 from ._strategies.base import AbstractStrategy, Observation
 from ._validate import (
+    NonFiniteError,
     check_grid_fits,
     check_int,
+    check_memory,
     check_n_paths,
     float_dtype,
     is_concrete,
@@ -307,9 +309,38 @@ def _layout(n_paths: int, block_size: int) -> tuple[int, int]:
     return block, _round_up(padded, block)
 
 
+# The parts of the P&L, in the order a non-finite value is traced back to its source:
+# (what, the usual cause).
+_PARTS = (
+    ("the simulated spot", "the model's parameters (e.g. an exploding drift or variance)"),
+    ("the book's price at t = 0", "the hedge model's parameters"),
+    ("the book's value at the horizon", "the payoffs or the hedge model's parameters"),
+    ("the hedge's gains", "the strategy's positions or the hedge model's Greeks"),
+    ("the transaction cost", "the cost model's parameters"),
+)
+
+
+def _check_finite_result(result: HedgeResult, path_offset: int) -> None:
+    """Raise NonFiniteError naming the first non-finite part of the P&L (eager runs)."""
+    parts = (result.terminal_spot, result.initial_price, result.unhedged_pnl,
+             result.hedge_error, result.cost)
+    if bool(jnp.all(jnp.isfinite(result.pnl))) and all(
+            bool(jnp.all(jnp.isfinite(x))) for x in parts):
+        return
+    for (what, cause), values in zip(_PARTS, parts, strict=True):
+        bad = np.flatnonzero(~np.isfinite(np.atleast_1d(np.asarray(values))))
+        if bad.size:
+            where = ("" if np.ndim(values) == 0 else
+                     f" on {bad.size:,} of {np.size(values):,} paths (first: path "
+                     f"{path_offset + int(bad[0]):,})")
+            raise NonFiniteError(f"hedge(): {what} is non-finite{where}; check {cause}")
+    raise NonFiniteError("hedge(): the P&L is non-finite (overflow in P&L = hedge error - "
+                         "cost); check the costs and the size of the book")
+
+
 @eqx.filter_jit
 def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
-         unwind, block_size, path_offset):
+         unwind, block_size, path_offset, check_inside=True):
     """Per-path results of global paths path_offset .. path_offset + n_paths - 1."""
     dtype = float_dtype()
     r = jnp.asarray(model.rate, dtype)
@@ -325,8 +356,11 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
     unhedged = book_T - v0 * jnp.exp(r * grid.maturity)
     hedge_error = unhedged + gains
     pnl = hedge_error - cost
-    pnl = eqx.error_if(pnl, ~jnp.all(jnp.isfinite(pnl)),
-                       "hedge(): the P&L has non-finite values; check the model parameters")
+    if check_inside:    # traced by the caller: no host check afterwards, so check here
+        bad = jnp.stack([~jnp.all(jnp.isfinite(x)) for x in (spot_T, v0, book_T, gains, cost)])
+        pnl = eqx.branched_error_if(pnl, jnp.any(bad), jnp.argmax(bad),
+                                    tuple(f"hedge(): {what} is non-finite on some paths; "
+                                          f"check {cause}" for what, cause in _PARTS))
     return HedgeResult(pnl=pnl, hedge_error=hedge_error, cost=cost, n_trades=n_trades,
                        unhedged_pnl=unhedged, final_position=position, terminal_spot=spot_T,
                        initial_price=v0)
@@ -356,16 +390,33 @@ def _dispatch(args: tuple, n_paths: int, path_offset: int) -> HedgeResult:
     sharded over a 1-D mesh of the devices (`NamedSharding`) when they tile it exactly,
     gathered on the first device otherwise (single process only)."""
     run_args, local = args[:-1], args[-1]
+    traced = not all(is_concrete(x) for x in jax.tree.leaves(eqx.filter(run_args,
+                                                                         eqx.is_array)))
+    result = _dispatch_run(run_args, local, n_paths, path_offset, traced)
+    if not traced:
+        _check_finite_result(result, path_offset)
+    return result
+
+
+def _dispatch_run(run_args, local, n_paths, path_offset, traced) -> HedgeResult:
     devices = _global_devices(local)
     if len(devices) == 1:
-        return _run(*run_args[:6], n_paths, *run_args[7:], jnp.uint32(path_offset))
+        return _run(*run_args[:6], n_paths, *run_args[7:], jnp.uint32(path_offset), traced)
     per = _round_up(-(-n_paths // len(devices)), _LANES)
     dynamic, static = eqx.partition(run_args, eqx.is_array)
+    if traced:
+        # Inside jax.jit / vmap / grad the slices cannot be placed on devices from Python:
+        # the same per-device programs run one after another where the trace runs, so the
+        # results are those of the multi-device run, bit for bit.
+        parts = [_run(*run_args[:6], per, *run_args[7:], jnp.uint32(path_offset + g * per),
+                      True) for g in range(len(devices))]
+        return jax.tree.map(
+            lambda *xs: jnp.concatenate(xs)[:n_paths] if jnp.ndim(xs[0]) else xs[0], *parts)
 
     def on(device):
         here = eqx.combine(jax.device_put(dynamic, device), static)
         offset = jnp.uint32(path_offset + devices.index(device) * per)
-        return _run(*here[:6], per, *here[7:], jax.device_put(offset, device))
+        return _run(*here[:6], per, *here[7:], jax.device_put(offset, device), False)
 
     # `eqx.filter_jit` waits for its result (to raise `error_if` errors at the call), so
     # each device gets a thread of its own to run at the same time as the others.
@@ -444,6 +495,8 @@ def hedge(
             process runs the same call and `devices` of each process's devices share the
             paths (n_paths a multiple of 64 x all those devices); the result is one global
             array. Per-path results are bit-identical whatever the device or process count.
+            Under `jax.jit`, `jax.vmap` or `jax.grad` the per-device programs run one after
+            another on the traced computation's device (same results, no parallelism).
         progress: show a progress bar over chunks.
 
     Returns:
@@ -461,6 +514,12 @@ def hedge(
     args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
                     block_size, devices)
     _check_multiprocess(args[6], chunk_size, len(args[-1]))
+    # the per-path results (7 fields), twice over while chunks are joined
+    itemsize = jnp.dtype(float_dtype()).itemsize
+    check_memory(2 * 7 * itemsize * _round_up(args[6], _LANES),
+                 f"hedge() with n_paths={args[6]:,} (its per-path results)",
+                 "use hj.stream_summary for statistics of many paths, or "
+                 "hj.iter_hedge_chunks to process them chunk by chunk")
     if chunk_size is None:
         return _dispatch(args, args[6], 0)
     chunks = list(_chunks(args, args[6], chunk_size, progress))

@@ -25,6 +25,7 @@ from ._random import Draws, key_words
 from ._validate import (
     check_grid_fits,
     check_int,
+    check_memory,
     check_n_paths,
     check_positive,
     float_dtype,
@@ -64,6 +65,11 @@ def simulate(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Array,
     """
     n_paths = check_n_paths(n_paths, model)
     check_grid_fits(model, grid)
+    itemsize = jnp.dtype(float_dtype()).itemsize
+    check_memory(2 * itemsize * n_paths * (grid.n_steps + 1),
+                 f"simulate() of {n_paths:,} paths x {grid.n_steps + 1:,} times",
+                 "simulate stores every step; use hedge() or stream_summary for "
+                 "statistics of many paths")
     model = runtime_checked(model)
     return _simulate(model.prepared(dt=grid.dt), grid, n_paths, key, bool(antithetic), True)
 
@@ -101,6 +107,10 @@ def _check_mc_args(model, instrument, n_paths, n_steps, antithetic):
     if antithetic and (n_paths < 4 or n_paths % 2):
         raise ValueError(
             f"n_paths must be even and >= 4 with antithetic=True, got n_paths={n_paths}")
+    # terminal spots, payoffs and the control variate's copies: a few arrays of n_paths
+    check_memory(6 * jnp.dtype(float_dtype()).itemsize * n_paths,
+                 f"Monte Carlo over n_paths={n_paths:,}",
+                 "average several runs with different keys instead")
     maturity = float(np.asarray(instrument.maturity))
     return n_paths, n_steps, maturity
 

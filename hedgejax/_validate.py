@@ -30,6 +30,12 @@ _TRACED_CHECKS: list | None = None
 _OWNER = ""
 
 
+class NonFiniteError(ValueError):
+    """A result that would be NaN or infinite (undefined, or overflowing the working
+    precision) is refused with this error instead of being returned; the message names the
+    quantity and where it came from. A `ValueError`, so `except ValueError` catches it."""
+
+
 def float_dtype() -> Any:
     """The default floating dtype: float64 when `jax_enable_x64` is on, else float32."""
     return jnp.result_type(float)
@@ -162,6 +168,32 @@ def check_n_paths(n_paths: Any, model: Any) -> int:
             f"n_paths must be <= {limit} for {type(model).__name__} (it holds {limit} paths), "
             f"got n_paths={n_paths}")
     return n_paths
+
+
+def memory_limit() -> int:
+    """Bytes the default device can hold: its allocator's limit on an accelerator, the
+    machine's physical memory on a CPU."""
+    import os
+
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # noqa: BLE001 - backends without memory statistics
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**63 - 1
+
+
+def check_memory(n_bytes: float, what: str, hint: str) -> None:
+    """Raise ValueError, with the estimate, when `what` needs more than the device holds
+    (`memory_limit()`), instead of letting the run exhaust memory or hang."""
+    limit = memory_limit()
+    if n_bytes > limit:
+        raise ValueError(f"{what} needs about {n_bytes / 2**30:,.1f} GiB, more than the "
+                         f"{limit / 2**30:,.1f} GiB this device holds; {hint}")
 
 
 def check_grid_fits(model: Any, grid: Any) -> None:

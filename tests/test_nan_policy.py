@@ -167,3 +167,97 @@ def test_a_lag_as_long_as_the_grid_is_refused(lag, wrap):
     ok = hj.hedge(MODELS["BlackScholes"], CALL, wrap(hj.ExecutionLag(hj.DeltaHedge(), 3)),
                   None, hj.TimeGrid(1.0, 4), 64, jax.random.key(0))
     assert bool(jnp.all(ok.n_trades >= 1))
+
+
+def _bs_greeks_closed_form(spot, strike, tau, vol, r, q, put):
+    """Black-Scholes delta, theta (dV/dt) and rho in closed form (Hull, ch. 19)."""
+    from statistics import NormalDist
+
+    n = NormalDist()
+    d1 = (math.log(spot / strike) + (r - q + vol**2 / 2) * tau) / (vol * math.sqrt(tau))
+    d2 = d1 - vol * math.sqrt(tau)
+    dq, dr = math.exp(-q * tau), math.exp(-r * tau)
+    decay = -spot * dq * n.pdf(d1) * vol / (2 * math.sqrt(tau))
+    if put:
+        return (-dq * n.cdf(-d1), decay + r * strike * dr * n.cdf(-d2)
+                - q * spot * dq * n.cdf(-d1), -strike * tau * dr * n.cdf(-d2))
+    return (dq * n.cdf(d1), decay - r * strike * dr * n.cdf(d2) + q * spot * dq * n.cdf(d1),
+            strike * tau * dr * n.cdf(d2))
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("put", [False, True], ids=["call", "put"])
+@pytest.mark.parametrize("digital", [False, True], ids=["vanilla", "digital"])
+def test_greeks_at_spot_zero_are_the_limits(model, put, digital):
+    """S = 0 is absorbing: V = e^{-r tau} payoff(0) + e^{-q tau} payoff'(0) S + o(S). The
+    put's limits (delta -e^{-q tau}, theta r K e^{-r tau}, rho -tau K e^{-r tau}) are written
+    out here; the call's and digitals' are 0 (a digital put pays e^{-r tau} cash)."""
+    m = MODELS[model].replace(div=0.01)
+    strike, tau, r, q = 100.0, 1.0, 0.03, 0.01
+    inst = (hj.Digital(strike, tau, put=put) if digital else
+            hj.EuropeanPut(strike, tau) if put else hj.EuropeanCall(strike, tau))
+    if digital and model == "Heston":
+        with pytest.raises(TypeError, match="no price for Digital under Heston"):
+            hj.greeks(m, inst, spot=0.0)
+        return
+    level = 0.0 if not put else (1.0 if digital else strike)
+    expected = dict(delta=-math.exp(-q * tau) if put and not digital else 0.0,
+                    gamma=0.0, vega=0.0, vanna=0.0, volga=0.0,
+                    theta=r * level * math.exp(-r * tau), rho=-tau * level * math.exp(-r * tau))
+    for g in (hj.greeks(m, inst, spot=0.0),
+              jax.jit(lambda s: hj.greeks(m, inst, spot=s))(0.0)):
+        for name, value in expected.items():
+            assert float(getattr(g, name)) == pytest.approx(value, rel=1e-6, abs=1e-6), name
+    book = hj.Book([inst, hj.EuropeanCall(90.0, 0.5)], [2.0, 1.0])
+    per = hj.greeks(m, book, spot=0.0, per_instrument=True)
+    assert float(per.delta[0]) == pytest.approx(2 * expected["delta"], rel=1e-6, abs=1e-6)
+    assert float(per.rho[0]) == pytest.approx(2 * expected["rho"], rel=1e-6, abs=1e-6)
+    assert float(per.delta[1]) == 0.0 and float(per.rho[1]) == 0.0
+
+
+@pytest.mark.parametrize("put", [False, True], ids=["call", "put"])
+def test_greeks_near_spot_zero_approach_the_limits(x64, put):
+    """Continuity: Black-Scholes closed-form Greeks at S = 1 (K = 100, deep out of or in the
+    money) are within 1e-9 of the limits returned at S = 0."""
+    m = hj.BlackScholes(100.0, 0.2, rate=0.03, div=0.01)
+    inst = hj.EuropeanPut(100.0, 1.0) if put else hj.EuropeanCall(100.0, 1.0)
+    near = _bs_greeks_closed_form(1.0, 100.0, 1.0, 0.2, 0.03, 0.01, put)
+    at_zero = hj.greeks(m, inst, spot=0.0)
+    # delta moves by O(S) e^{-q tau} N'(d1)... which is ~0 here; theta and rho by q S, r S
+    assert float(at_zero.delta) == pytest.approx(near[0], abs=1e-9)
+    assert float(at_zero.theta) == pytest.approx(near[1] + (0.01 * 1.0 * math.exp(-0.01)
+                                                            if put else 0.0), abs=1e-9)
+    assert float(at_zero.rho) == pytest.approx(near[2], abs=1e-9)
+
+
+def test_hedge_names_the_non_finite_part_eagerly_and_under_jit():
+    """An exploding world (drift 50/yr for 5 years overflows float32) is refused with
+    NonFiniteError (a ValueError) naming the simulated spot, and the number of paths."""
+    m = hj.BlackScholes(100.0, 3.0, drift=50.0)
+    args = (CALL, hj.DeltaHedge(), None, hj.TimeGrid(5.0, 50), 256, jax.random.key(0))
+    with pytest.raises(hj.NonFiniteError, match=r"simulated spot is non-finite on 256 of "
+                                                r"256 paths \(first: path 0\)"):
+        hj.hedge(m, *args)
+    with pytest.raises(ValueError, match="simulated spot is non-finite"):
+        hj.hedge(m, *args, chunk_size=64)
+    with pytest.raises(RuntimeError, match="simulated spot is non-finite on some paths"):
+        jax.block_until_ready(jax.jit(lambda d: hj.hedge(m.replace(drift=d), *args).pnl)(50.0))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: hj.hedge(MODELS["BlackScholes"], CALL, hj.DeltaHedge(), None,
+                      hj.TimeGrid(1.0, 4), 2**32 - 1, jax.random.key(0)),
+     r"hedge\(\) with n_paths=4,294,967,295 .* needs about [\d,.]+ GiB"),
+    (lambda: hj.simulate(MODELS["BlackScholes"], hj.TimeGrid(1.0, 252), 10**9,
+                         jax.random.key(0)),
+     r"simulate\(\) of 1,000,000,000 paths x 253 times needs about [\d,.]+ GiB"),
+    (lambda: hj.mc_price(MODELS["BlackScholes"], CALL, 2**32 - 2, jax.random.key(0)),
+     r"n_paths=4,294,967,294 needs about [\d,.]+ GiB"),
+], ids=["hedge", "simulate", "mc_price"])
+def test_runs_that_cannot_fit_in_memory_are_refused_with_the_estimate(call, match,
+                                                                       monkeypatch):
+    import hedgejax._validate as validate
+
+    monkeypatch.setattr(validate, "memory_limit", lambda: 24 * 2**30)
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -181,6 +181,54 @@ def _greeks_per_instrument(model: AbstractModel, book: Book, spot: jax.Array,
                   volga=volga)
 
 
+@eqx.filter_jit
+def _greeks_at_zero(model: AbstractModel, book: Book, t: jax.Array,
+                    per_instrument: bool) -> Greeks:
+    """The Greeks at spot 0, where autodiff through log(spot) is undefined.
+
+    S = 0 is absorbing in every priced model (Black-Scholes, Heston, Merton: the dynamics
+    are multiplicative), so near S = 0 every path ends below any positive strike and
+    V(S) = e^{-r tau} payoff(0) + payoff'(0+) e^{-q tau} S + o(S). Hence the limits:
+    delta = e^{-q tau} payoff'(0+) (0 for a call, -e^{-q tau} for a put), gamma = vega =
+    vanna = volga = 0, and theta, rho those of e^{-r tau} payoff(0) (e.g. a put:
+    theta = r K e^{-r tau}, rho = -tau K e^{-r tau}).
+    """
+    def values(rate, time):
+        per_group = []
+        for group, qty in zip(book.groups, book.quantities, strict=True):
+            tau = jnp.maximum(group.maturity - time, 0.0)
+            at_zero = jax.vmap(lambda g: g.payoff(jnp.zeros_like(g.strike)))(group)
+            per_group.append(qty * jnp.exp(-rate * tau) * at_zero)
+        return book._in_order(per_group)
+
+    slopes = []
+    for group, qty in zip(book.groups, book.quantities, strict=True):
+        tau = jnp.maximum(group.maturity - t, 0.0)
+        slope = jax.vmap(lambda g: jax.grad(g.payoff)(jnp.zeros_like(g.strike)))(group)
+        slopes.append(qty * jnp.exp(-model.div * tau) * slope)
+    delta = book._in_order(slopes)
+    rho, theta = jax.jacfwd(values, argnums=(0, 1))(model.rate, t)
+    zero = jnp.zeros_like(delta)
+    out = Greeks(delta=delta, gamma=zero, vega=zero, theta=theta, rho=rho, vanna=zero,
+                 volga=zero)
+    return out if per_instrument else jax.tree.map(jnp.sum, out)
+
+
+def _with_zero_spot_limits(model, instrument, spot, t, per_instrument, compute) -> Greeks:
+    """`compute(spot)`, except at spot 0 (concrete or traced), where the limits are used."""
+    book = instrument if isinstance(instrument, Book) else Book([instrument])
+    for group in book.groups:
+        _pricer(model, group)       # TypeError when the model cannot price it, as elsewhere
+    if is_concrete(spot):
+        if float(spot) == 0.0:
+            return _greeks_at_zero(model, book, t, per_instrument)
+        return compute(spot)
+    at_zero = spot == 0
+    regular = compute(jnp.where(at_zero, jnp.ones_like(spot), spot))
+    limit = _greeks_at_zero(model, book, t, per_instrument)
+    return jax.tree.map(lambda a, b: jnp.where(at_zero, a, b), limit, regular)
+
+
 def prepared_for(model: AbstractModel, instrument: AbstractInstrument | Book,
                  t: jax.Array | float = 0.0) -> AbstractModel:
     """`model.prepared(horizon)` for pricing `instrument` (or a book) at time `t` and later:
@@ -203,6 +251,10 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
     With `per_instrument=True` (books only) each Greek is an array with one entry per
     position, in the order the instruments were given: quantity x the instrument's Greek,
     so the entries sum to the book's total.
+
+    At spot 0 (absorbing in every priced model) the Greeks are their limits: delta =
+    e^{-q tau} x the payoff's slope at 0 (0 for a call, -e^{-q tau} for a put), gamma,
+    vega, vanna, volga 0, theta and rho those of e^{-r tau} x payoff(0).
 
     Every model parameter has a gradient too: `jax.grad(lambda m: hj.price(m, inst))(model)`
     returns d price / d parameter for each field of the model (e.g. kappa, xi, rho of Heston).
@@ -228,5 +280,8 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
         if not isinstance(instrument, Book):
             raise ValueError("per_instrument=True needs a Book, got "
                              f"{type(instrument).__name__}")
-        return _greeks_per_instrument(model, instrument, spot, t)
-    return _greeks(model, instrument, spot, t)
+        return _with_zero_spot_limits(
+            model, instrument, spot, t, True,
+            lambda s: _greeks_per_instrument(model, instrument, s, t))
+    return _with_zero_spot_limits(model, instrument, spot, t, False,
+                                  lambda s: _greeks(model, instrument, s, t))
