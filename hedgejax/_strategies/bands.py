@@ -42,7 +42,10 @@ class BandHedge(AbstractStrategy):
 
     The band is stored as an unconstrained parameter `raw_width` with width =
     softplus(raw_width), so it stays positive whatever an optimiser does to it (`fit`).
-    `BandHedge(0.0)` is delta hedging every step (softplus(-inf) = 0 exactly).
+    `BandHedge(0.0)` is delta hedging every step (softplus(-inf) = 0 exactly). Gradients
+    with respect to the `width` argument need width > 0: at exactly 0 the parametrisation
+    is singular (d width / d raw_width = 0 at raw_width = -inf) and the chain rule gives
+    NaN; gradients with respect to `raw_width` (what `fit` trains) are finite everywhere.
     """
 
     raw_width: jax.Array
