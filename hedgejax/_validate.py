@@ -13,6 +13,8 @@ the same message, raised when the computation runs.
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import fractions
 import functools
 import warnings
 from collections.abc import Callable
@@ -50,8 +52,11 @@ def as_float(x: Any, name: str | None = None, *, scalar: bool = False) -> jax.Ar
     Tracers are checked by shape only."""
     label = name or "parameter"
     if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jnp.floating):
-        out = x
+        # e.g. float16 in, the working precision out (differentiable, tracers included)
+        out = x if x.dtype == float_dtype() else x.astype(float_dtype())
     else:
+        if isinstance(x, (fractions.Fraction, decimal.Decimal)):
+            x = float(x)        # exact real numbers that NumPy would keep as objects
         if x is None or isinstance(x, (str, bytes, bool, np.bool_, complex)):
             raise ValueError(f"{label} must be a real number, got {label}={x!r}")
         try:

@@ -63,10 +63,22 @@ def test_model_and_cost_parameters_must_be_scalars(name, param, value):
 @pytest.mark.parametrize("name", list(MODEL_LIKE))
 def test_valid_scalars_of_any_numeric_type_construct(name):
     """ints, NumPy scalars and 0-d arrays are fine; a model batched by vmap still works."""
+    import decimal
+    import fractions
+
     ctor, kwargs = MODEL_LIKE[name]
+    reference = ctor(**kwargs)
     for convert in (np.float64, np.asarray, jnp.asarray):
         obj = ctor(**{k: convert(v) for k, v in kwargs.items()})
         assert all(jnp.ndim(x) == 0 for x in jax.tree.leaves(obj))
+    # exact rationals and decimals are real numbers; low-precision arrays are cast to the
+    # working precision (float32, or float64 with jax_enable_x64)
+    for convert in (lambda v: fractions.Fraction(v).limit_denominator(10**6),
+                    lambda v: decimal.Decimal(str(v)), lambda v: jnp.asarray(v, jnp.float16)):
+        obj = ctor(**{k: convert(v) for k, v in kwargs.items()})
+        for got, want in zip(jax.tree.leaves(obj), jax.tree.leaves(reference), strict=True):
+            assert got.dtype == jnp.result_type(float)
+            np.testing.assert_allclose(float(got), float(want), rtol=1e-3)
 
 
 def test_a_vmapped_model_and_array_instruments_still_work():
