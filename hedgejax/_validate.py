@@ -84,8 +84,14 @@ def as_float(x: Any, name: str | None = None, *, scalar: bool = False) -> jax.Ar
 
 def real_scalar(name: str, x: Any) -> float:
     """A concrete real scalar setting (a static field) as a Python float, or ValueError naming
-    it (None, strings, booleans, complex, arrays, overflow in the working precision)."""
-    return float(np.asarray(as_float(x, name, scalar=True)))
+    it (None, strings, booleans, complex, arrays, overflow in the working precision, and
+    traced values: a static setting shapes the compiled program, so it cannot be traced)."""
+    if not is_concrete(x):
+        raise ValueError(f"{name} is a static setting and must be a concrete number, got a "
+                         "traced value (set it outside jax.jit/vmap/grad)")
+    as_float(x, name, scalar=True)      # the checks (its array may be a tracer under jit)
+    return float(np.asarray(float(x) if isinstance(x, (fractions.Fraction, decimal.Decimal))
+                            else x, dtype=np.dtype(float_dtype())))
 
 
 def float_param(name: str, *, scalar: bool = False) -> Callable[[Any], jax.Array]:

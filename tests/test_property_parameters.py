@@ -94,6 +94,11 @@ SPECS = {
         "cash": Param(_between(-10.0, 10.0), _not_finite())}, _price_in_bs),
     "Proportional": (hj.Proportional, {"rate": Param(_between(0.0, 0.01), _negative())},
                      _hedge_costs),
+    "Fixed": (hj.Fixed, {"per_trade": Param(_between(0.0, 0.1), _negative())},
+              _hedge_costs),
+    "SmoothFixed": (hj.SmoothFixed, {"per_trade": Param(_between(0.0, 0.1), _negative()),
+                                     "temperature": Param(_between(0.01, 1.0),
+                                                          _not_positive())}, _hedge_costs),
     "Spread": (hj.Spread, {"half_spread": Param(_between(0.0, 0.1), _negative())},
                _hedge_costs),
     "Impact": (hj.Impact, {"coef": Param(_between(0.0, 0.01), _negative()),
@@ -111,6 +116,9 @@ SPECS = {
         "threshold": Param(_between(0.001, 0.2), _not_positive())}, _hedge_strategy),
     "BandHedge": (hj.BandHedge, {"width": Param(_between(0.0, 0.5), _negative())},
                   _hedge_strategy),
+    "AsymmetricBand": (hj.AsymmetricBand, {"lower": Param(_between(0.01, 0.5), _negative()),
+                                           "upper": Param(_between(0.01, 0.5), _negative())},
+                       _hedge_strategy),
     "WhalleyWilmott": (hj.WhalleyWilmott, {
         "risk_aversion": Param(_between(0.01, 10.0), _not_positive()),
         "scale": Param(_between(0.1, 3.0), _not_positive())}, _hedge_strategy),
@@ -191,3 +199,39 @@ def test_one_invalid_parameter_is_named(name, mode, data):
     else:
         with pytest.raises((RuntimeError, ValueError), match=rf"\b{bad} must be"):
             _call(name, mode, values, good)
+
+
+# Static settings (they shape the compiled program): checked eagerly, refused when traced.
+STATIC = {
+    "LearnedBand": (lambda **p: hj.LearnedBand(jax.random.key(0), hidden=4, **p), {
+        "init_width": Param(_between(0.01, 0.2), _not_positive()),
+        "init_ww": Param(_between(0.1, 2.0), _not_positive()),
+        "reference": POSITIVE_SPOT,
+        "book_scale": Param(_between(0.5, 5.0), _not_positive())}),
+    "NeuralHedge": (lambda **p: hj.NeuralHedge(jax.random.key(0), hidden=4, **p), {
+        "reference": POSITIVE_SPOT,
+        "book_scale": Param(_between(0.5, 5.0), _not_positive())}),
+}
+
+
+@pytest.mark.parametrize("name", list(STATIC))
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_static_settings_valid_or_named(name, data):
+    build, params = STATIC[name]
+    values = {p: data.draw(spec.valid, label=p) for p, spec in params.items()}
+    out = _hedge_strategy(build(**values))
+    assert np.isfinite(float(out))
+    bad = data.draw(st.sampled_from(list(params)), label="invalid parameter")
+    values[bad] = data.draw(params[bad].invalid, label=f"{bad} (invalid)")
+    with pytest.raises(ValueError, match=rf"^{bad} must be"):
+        build(**values)
+
+
+@pytest.mark.parametrize("name", list(STATIC))
+def test_static_settings_refuse_traced_values_by_name(name):
+    build, params = STATIC[name]
+    first = next(iter(params))
+    with pytest.raises(ValueError, match=rf"^{first} is a static setting and must be a "
+                                         "concrete number"):
+        jax.jit(lambda v: jnp.sum(_hedge_strategy(build(**{first: v}))))(0.1)
