@@ -32,6 +32,7 @@ from ._costs import AbstractCost, NoCost, is_trade
 from ._grid import TimeGrid
 from ._instruments import AbstractInstrument, Book, as_book
 from ._models.base import AbstractModel
+from ._numerics import ordered_sum
 from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
 from ._strategies.base import AbstractStrategy, Observation
@@ -122,7 +123,7 @@ def _payoffs_at(book: Book, expiry, step: jax.Array, spot: jax.Array) -> jax.Arr
     for group, qty, e in zip(book.groups, book.quantities, expiry, strict=True):
         def one(inst, q, e_i):
             return jnp.where(e_i == step, q, 0.0) * inst.payoff(spot)
-        total = total + jnp.sum(jax.vmap(one)(group, qty, e), axis=0)
+        total = total + ordered_sum(jax.vmap(one)(group, qty, e), axis=0)
     return total
 
 
@@ -130,11 +131,20 @@ def _greeks_log(model, book, log_spot, spot, t, alive=None):
     """(delta, gamma, vega) of `book` per path under `model`, by autodiff in log-spot (no log
     in the step), then the chain rule to spot: dV/dS = V_x / S, d2V/dS2 = (V_xx - V_x) / S^2.
     Vega is against `model.vega_field` (None if the model has none). Unused Greeks are dead
-    code that XLA removes."""
-    def total_value(x):
-        return jnp.sum(book_value_log(model, book, x, t, alive))
+    code that XLA removes.
 
-    v_x, v_xx = jax.jvp(jax.grad(total_value), (log_spot,), (jnp.ones_like(log_spot),))
+    Forward mode only (the value is elementwise in the paths, so a tangent of ones gives
+    each path's derivative): reverse mode would transpose the pricers' broadcasts over
+    quadrature nodes and series terms into reductions, whose rounding XLA compiles
+    differently for different numbers of paths, and per-path results would then depend on
+    the chunk size."""
+    def value(x):
+        return book_value_log(model, book, x, t, alive)
+
+    def slope(x):
+        return jax.jvp(value, (x,), (jnp.ones_like(x),))[1]
+
+    v_x, v_xx = jax.jvp(slope, (log_spot,), (jnp.ones_like(log_spot),))
     delta = v_x / spot
     gamma = (v_xx - v_x) / (spot * spot)
     name = model.vega_field

@@ -73,6 +73,7 @@ from jax import lax
 
 from .._instruments import EuropeanCall, EuropeanPut
 from .._models.heston import Heston
+from .._numerics import ordered_sum
 from .._validate import is_concrete
 from .normal import norm_cdf
 from .registry import register_pricer
@@ -342,7 +343,7 @@ def _otm_and_forward_arrays(log_spot, strike, tau, v0, kappa, theta, xi, rho, ra
                 + log_characteristic(z_shift, last(tau), last(v0), last(kappa), last(theta),
                                      last(xi), last(rho)))
     integrand = jnp.real(jnp.exp(exponent) * direction / (z * z_shift))
-    integral = jnp.sum(weights * integrand, axis=-1)
+    integral = ordered_sum(weights * integrand, axis=-1)
     forward = jnp.exp(log_forward)
     discount = jnp.exp(-rate * tau)
     # R(alpha) - F / pi * integral is the call (alpha > 0), call - (F - K) (alpha < -1) or

@@ -78,6 +78,7 @@ from .._models.merton import (
     window_covers,
     window_start,
 )
+from .._numerics import ordered_sum
 from .normal import norm_cdf
 from .registry import register_pricer
 
@@ -198,7 +199,7 @@ class _Legs:
         counts, weights = _poisson_window(mean, self.terms)
         sd = jnp.sqrt(self.diffusion_variance + counts * self.jump_variance)
         d = (self.base + (counts - self.mean) * self.growth) * (1.0 / sd) + shift * sd
-        return jnp.sum(weights * norm_cdf(sign * d), axis=-1)
+        return ordered_sum(weights * norm_cdf(sign * d), axis=-1)
 
     def share(self, sign) -> jax.Array:
         """sum_n w'_n N(sign d1_n)."""

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 
 from .._instruments import AbstractInstrument, Book
 from .._models.base import AbstractModel
+from .._numerics import ordered_sum
 from .._validate import as_float, checked, is_concrete, runtime_checked
 
 # (model type, instrument type) -> fn(model, instrument, log_spot, tau) -> value
@@ -72,7 +73,7 @@ def book_value_log(model: AbstractModel, book: Book, log_spot: jax.Array, t: jax
             values = jax.vmap(one)(group, qty)
         else:
             values = jax.vmap(one)(group, qty, alive[k])
-        total = total + jnp.sum(values, axis=0)
+        total = total + ordered_sum(values, axis=0)
     return total
 
 
