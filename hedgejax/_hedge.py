@@ -506,7 +506,8 @@ def hedge(
             paths (n_paths a multiple of 64 x all those devices); the result is one global
             array. Per-path results are bit-identical whatever the device or process count.
             Under `jax.jit`, `jax.vmap` or `jax.grad` the per-device programs run one after
-            another on the traced computation's device (same results, no parallelism).
+            another on the traced computation's device, without the parallelism (bit for
+            bit the same results under `jit`; to rounding under `vmap` and `grad`).
         progress: show a progress bar over chunks.
 
     Returns:
