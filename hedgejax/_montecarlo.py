@@ -21,6 +21,7 @@ from jax import lax
 from ._grid import TimeGrid
 from ._instruments import AbstractInstrument, Digital
 from ._models.base import AbstractModel
+from ._pricing.registry import _announce_non_finite
 from ._random import Draws, key_words
 from ._validate import (
     check_grid_fits,
@@ -152,7 +153,11 @@ def mc_price(model: AbstractModel, instrument: AbstractInstrument, n_paths: int,
         c = control - jnp.mean(control)
         beta = jnp.sum(c * (discounted - jnp.mean(discounted))) / jnp.sum(c * c)
         discounted = discounted - beta * (control - known)
-    return _mean_and_stderr(discounted, antithetic)
+    mean, stderr = _mean_and_stderr(discounted, antithetic)
+    return _announce_non_finite(
+        "mc_price()", {"_out": (mean, stderr), "price": mean, "standard error": stderr},
+        f"{type(instrument).__name__} under {type(model).__name__}",
+        "overflow in the simulated payoffs: check the parameters or enable jax_enable_x64")
 
 
 class MCGreek(eqx.Module):

@@ -261,3 +261,31 @@ def test_runs_that_cannot_fit_in_memory_are_refused_with_the_estimate(call, matc
     monkeypatch.setattr(validate, "memory_limit", lambda: 24 * 2**30)
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_greeks_that_underflow_are_refused_by_name(model):
+    """At spot 1e-30 of a 100 strike the second derivatives underflow in float32: refused
+    with NonFiniteError naming them (eagerly) or the same text under jit, never NaN."""
+    with pytest.raises(hj.NonFiniteError, match=r"greeks\(\): .*gamma.* not finite"):
+        hj.greeks(MODELS[model], CALL, spot=1e-30)
+    with pytest.raises(RuntimeError, match=r"greeks\(\): a result of EuropeanCall"):
+        jax.block_until_ready(jax.jit(lambda s: hj.greeks(MODELS[model], CALL,
+                                                          spot=s).gamma)(1e-30))
+
+
+@pytest.mark.parametrize("rate", [-10.0, -100.0])
+def test_prices_that_overflow_are_refused(rate):
+    """A put's K e^{-r T} overflows float32 for r T <= -89: NonFiniteError, not NaN or inf
+    (Monte Carlo too)."""
+    model = hj.BlackScholes(100.0, 0.2, rate=rate)
+    put = hj.EuropeanPut(100.0, 20.0)
+    with pytest.raises(hj.NonFiniteError, match=r"price\(\): price of EuropeanPut under "
+                                                r"BlackScholes is not finite"):
+        hj.price(model, put)
+    with pytest.raises(hj.NonFiniteError, match=r"greeks\(\):"):
+        hj.greeks(model, put)
+    with pytest.raises(hj.NonFiniteError, match=r"mc_price\(\): price"):
+        hj.mc_price(model, put, 64, jax.random.key(0))
+    with pytest.raises(RuntimeError, match=r"price\(\): a result of EuropeanPut"):
+        jax.block_until_ready(jax.jit(lambda r: hj.price(model.replace(rate=r), put))(rate))

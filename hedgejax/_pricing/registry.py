@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from .._instruments import AbstractInstrument, Book
 from .._models.base import AbstractModel
 from .._numerics import ordered_sum
-from .._validate import as_float, checked, is_concrete, runtime_checked
+from .._validate import NonFiniteError, as_float, checked, is_concrete, runtime_checked
 
 # (model type, instrument type) -> fn(model, instrument, log_spot, tau) -> value
 Pricer = Callable[[AbstractModel, AbstractInstrument, jax.Array, jax.Array], jax.Array]
@@ -99,8 +99,38 @@ def price(model: AbstractModel, instrument: AbstractInstrument | Book,
     t = checked("t", t, lambda a: a == a, "finite")
     log_spot = jnp.log(spot)
     if isinstance(instrument, Book):
-        return book_value_log(model, instrument, log_spot, t)
-    return _pricer(model, instrument)(model, instrument, log_spot, instrument.maturity - t)
+        value = book_value_log(model, instrument, log_spot, t)
+    else:
+        value = _pricer(model, instrument)(model, instrument, log_spot,
+                                           instrument.maturity - t)
+    return _announce_non_finite(
+        "price()", {"price": value},
+        f"{type(instrument).__name__} under {type(model).__name__}",
+        "overflow in the working precision: check the parameters (e.g. a large rate x "
+        "maturity) or enable jax_enable_x64")
+
+
+def _announce_non_finite(where: str, values: dict, what: str, hint: str):
+    """`values` (one array, or a Greeks) unchanged if finite; else NonFiniteError naming the
+    non-finite quantities (eagerly), or the same message from an `eqx.error_if` when the
+    values are traced. Returns the single value or the Greeks."""
+    arrays = dict(values)
+    if len(arrays) == 1:
+        (name, value), = arrays.items()
+        out = value
+    else:
+        out = arrays.pop("_out")
+    names = list(arrays)
+    if all(is_concrete(v) for v in arrays.values()):
+        bad = [n for n in names if not bool(jnp.all(jnp.isfinite(arrays[n])))]
+        if bad:
+            verb = "is" if len(bad) == 1 else "are"
+            raise NonFiniteError(f"{where}: {', '.join(bad)} of {what} {verb} not finite; "
+                                 f"{hint}")
+        return out
+    flags = jnp.stack([~jnp.all(jnp.isfinite(arrays[n])) for n in names])
+    message = f"{where}: a result of {what} is not finite (traced); {hint}"
+    return jax.tree.map(lambda x: eqx.error_if(x, jnp.any(flags), message), out)
 
 
 class Greeks(eqx.Module):
@@ -281,8 +311,19 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
         if not isinstance(instrument, Book):
             raise ValueError("per_instrument=True needs a Book, got "
                              f"{type(instrument).__name__}")
-        return _with_zero_spot_limits(
+        return _checked_greeks(_with_zero_spot_limits(
             model, instrument, spot, t, True,
-            lambda s: _greeks_per_instrument(model, instrument, s, t))
-    return _with_zero_spot_limits(model, instrument, spot, t, False,
-                                  lambda s: _greeks(model, instrument, s, t))
+            lambda s: _greeks_per_instrument(model, instrument, s, t)), model, instrument,
+            spot)
+    out = _with_zero_spot_limits(model, instrument, spot, t, False,
+                                 lambda s: _greeks(model, instrument, s, t))
+    return _checked_greeks(out, model, instrument, spot)
+
+
+def _checked_greeks(out: Greeks, model, instrument, spot) -> Greeks:
+    return _announce_non_finite(
+        "greeks()", {"_out": out, **{n: getattr(out, n) for n in _GREEK_NAMES}},
+        f"{type(instrument).__name__} under {type(model).__name__}"
+        + (f" at spot={float(spot):.6g}" if is_concrete(spot) else ""),
+        "the spot, vol or maturity is too extreme for the working precision (e.g. a spot "
+        "below 1e-20 of the strike); enable jax_enable_x64 or move the inputs")
