@@ -7,6 +7,7 @@ Conventions: strikes and cash amounts in currency, maturities in years from t=0.
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -132,6 +133,13 @@ class Book(eqx.Module):
                 raise ValueError(
                     f"instruments[{i}] must be an instrument (e.g. EuropeanCall), got {inst!r}"
                 )
+            for field in dataclasses.fields(inst):
+                value = getattr(inst, field.name)
+                if isinstance(value, jax.Array) and value.ndim != 0:
+                    raise ValueError(
+                        f"instruments[{i}].{field.name} must be a scalar in a Book or a "
+                        f"hedge, got shape {value.shape} (one option per instrument: list "
+                        "several instruments in the Book)")
         if quantities is None:
             quantities = [1.0] * len(instruments)
         if np.ndim(quantities) != 1 or len(quantities) != len(instruments):

@@ -78,7 +78,7 @@ def as_float(x: Any, name: str | None = None, *, scalar: bool = False) -> jax.Ar
                              f"{label}={shown!r}")
     if scalar and jnp.ndim(out) != 0:
         raise ValueError(f"{label} must be a scalar, got shape {jnp.shape(out)} (to run many "
-                         "parameter sets, jax.vmap over the model)")
+                         "parameter sets, jax.vmap over the object's constructor)")
     return out
 
 
@@ -99,10 +99,11 @@ def float_param(name: str, *, scalar: bool = False) -> Callable[[Any], jax.Array
     return functools.partial(as_float, name=name, scalar=scalar)
 
 
-def optional_float_param(name: str) -> Callable[[Any], jax.Array | None]:
+def optional_float_param(name: str, *, scalar: bool = False
+                         ) -> Callable[[Any], jax.Array | None]:
     """`float_param(name)` that lets None (an unset option) through."""
     def convert(x: Any) -> jax.Array | None:
-        return None if x is None else as_float(x, name)
+        return None if x is None else as_float(x, name, scalar=scalar)
     return convert
 
 

@@ -135,3 +135,35 @@ OTHER = [
 def test_other_settings_are_refused_by_name(make, param, value):
     with pytest.raises(ValueError, match=rf"^{param} must be"):
         make(value)
+
+
+@pytest.mark.parametrize("make, param", [
+    (lambda v: hj.BandHedge(v), "width"),
+    (lambda v: hj.AsymmetricBand(v, 0.1), "lower"),
+    (lambda v: hj.AsymmetricBand(0.1, v), "upper"),
+    (lambda v: hj.WhalleyWilmott(v), "risk_aversion"),
+    (lambda v: hj.WhalleyWilmott(1.0, v), "scale"),
+    (lambda v: hj.Limits(hj.DeltaHedge(), max_position=v), "max_position"),
+    (lambda v: hj.Limits(hj.DeltaHedge(), max_trade=v), "max_trade"),
+    (lambda v: hj.MoveBased(v, hj.DeltaHedge()), "threshold"),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_strategy_settings_must_be_scalars(make, param):
+    """One underlying, one band: an array would only fail later, inside hedge()."""
+    with pytest.raises(ValueError, match=rf"^{param} must be a scalar, got shape \(2,\)"):
+        make([0.1, 0.2])
+
+
+@pytest.mark.parametrize("inst, field", [
+    (hj.EuropeanCall([100.0, 110.0], 1.0), "strike"),
+    (hj.EuropeanPut(100.0, [0.5, 1.0]), "maturity"),
+    (hj.Digital(100.0, 1.0, cash=[1.0, 2.0]), "cash"),
+])
+def test_book_and_hedge_take_one_option_per_instrument(inst, field):
+    """Array instruments price as a vector (above), but a Book (and so hedge) holds one
+    option per instrument: refused by name, not a broadcasting error later."""
+    match = rf"instruments\[0\]\.{field} must be a scalar in a Book or a hedge"
+    with pytest.raises(ValueError, match=match):
+        hj.Book([inst])
+    with pytest.raises(ValueError, match=match):
+        hj.hedge(hj.BlackScholes(100.0, 0.2), inst, hj.DeltaHedge(), None, hj.TimeGrid(1.0, 4),
+                 64, jax.random.key(0))

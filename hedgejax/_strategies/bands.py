@@ -28,8 +28,8 @@ def inverse_softplus(x: jax.Array) -> jax.Array:
 def raw_softplus(name: str, x: float | jax.Array, *, positive: bool = False) -> jax.Array:
     """The unconstrained parameter for a width-like setting `name` = x (>= 0, or > 0 with
     `positive`): ValueError now for a concrete x out of range, a run-time check (naming it)
-    for a traced one."""
-    x = as_float(x, name)
+    for a traced one. A scalar: one band for the one underlying (batch with jax.vmap)."""
+    x = as_float(x, name, scalar=True)
     if positive:
         x = checked(name, x, lambda a: a > 0, "finite and > 0")
     else:
@@ -85,7 +85,7 @@ class WhalleyWilmott(AbstractStrategy):
     raw_scale: jax.Array
 
     def __init__(self, risk_aversion: float | jax.Array, scale: float | jax.Array = 1.0):
-        self.risk_aversion = as_float(risk_aversion, "risk_aversion")
+        self.risk_aversion = as_float(risk_aversion, "risk_aversion", scalar=True)
         self.raw_scale = raw_softplus("scale", scale, positive=True)
 
     def __check_init__(self):

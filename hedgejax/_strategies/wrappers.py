@@ -84,9 +84,9 @@ class Limits(_Wrapper):
 
     strategy: AbstractStrategy
     max_position: jax.Array | None = eqx.field(
-        default=None, converter=optional_float_param("max_position"))
-    max_trade: jax.Array | None = eqx.field(default=None,
-                                            converter=optional_float_param("max_trade"))
+        default=None, converter=optional_float_param("max_position", scalar=True))
+    max_trade: jax.Array | None = eqx.field(
+        default=None, converter=optional_float_param("max_trade", scalar=True))
 
     def __check_init__(self):
         _check_strategy(self.strategy)
@@ -181,7 +181,7 @@ class MoveBased(_Wrapper):
     constant in it (zero gradient). State: (S_last per path, the inner strategy's state).
     """
 
-    threshold: jax.Array = eqx.field(converter=float_param("threshold"))
+    threshold: jax.Array = eqx.field(converter=float_param("threshold", scalar=True))
     strategy: AbstractStrategy = eqx.field(default_factory=DeltaHedge)
 
     def __check_init__(self):
