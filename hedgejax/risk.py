@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.scipy.special import logsumexp
 
-from ._validate import as_float, check, check_positive
+from ._validate import NonFiniteError, as_float, check, check_positive, is_concrete
 
 Array = jax.Array
 
@@ -35,7 +37,38 @@ def _sample(x: Any, fn: str, minimum: int = 1) -> Array:
     holds under jit and vmap (per example) too."""
     x = as_float(x, f"risk.{fn} input")
     _check_sample(x, fn, minimum)
-    return x
+    message = f"risk.{fn} input has non-finite values (NaN or inf outcomes)"
+    if is_concrete(x):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(x)))
+        if bad.size:
+            raise ValueError(f"{message}: {bad.size:,} of {x.shape[0]:,}, first at index "
+                             f"{int(bad[0]):,}")
+        return x
+    return eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), message)
+
+
+def _finite(value: Array, fn: str) -> Array:
+    """`value`, or NonFiniteError (eagerly; the same text under jit) when a statistic of
+    finite outcomes overflows the working precision."""
+    message = (f"risk.{fn}: the result overflows {jnp.dtype(value.dtype).name} (finite "
+               "outcomes, too large a statistic); enable jax_enable_x64")
+    if is_concrete(value):
+        if not bool(jnp.all(jnp.isfinite(value))):
+            raise NonFiniteError(message)
+        return value
+    return eqx.error_if(value, ~jnp.all(jnp.isfinite(value)), message)
+
+
+def _power_of_two_scale(x: Array) -> tuple[Array, Array]:
+    """(2^k, 2^-k) with 2^k a little below max |x| (k = 0 if x is all 0), held out of
+    differentiation. Multiplying by a power of two is exact, so scaled sums give the
+    unscaled result when nothing overflows, and finite ones when a plain sum would. k is
+    kept within [-120, 120] so that 2^-k is a normal number (XLA flushes subnormals)."""
+    top = lax.stop_gradient(jnp.max(jnp.abs(x)))
+    _, exponent = jnp.frexp(jnp.where(top > 0, top, 1.0))    # top = m 2^e, m in [0.5, 1)
+    k = jnp.clip(exponent - 3, -120, 120)
+    one = jnp.ones((), x.dtype)
+    return jnp.ldexp(one, k), jnp.ldexp(one, -k)
 
 
 def _check_sample(x: Array, fn: str, minimum: int = 1) -> None:
@@ -50,26 +83,46 @@ def _check_sample(x: Array, fn: str, minimum: int = 1) -> None:
 
 
 def mean(x: Array) -> Array:
-    """Sample mean. Raises ValueError unless x is 1-D and non-empty."""
-    return jnp.mean(_sample(x, "mean"))
+    """Sample mean. Raises ValueError unless x is 1-D, non-empty and finite (sums are
+    scaled by a power of two, so finite outcomes give a finite mean)."""
+    x = _sample(x, "mean")
+    return _scaled_mean(x)
+
+
+def _scaled_mean(x: Array) -> Array:
+    scale, inverse = _power_of_two_scale(x)
+    return scale * jnp.mean(x * inverse)
+
+
+def _scaled_std(x: Array) -> Array:
+    """sqrt(sum (x - mean)^2 / (n - 1)) with the outcomes, then the deviations, scaled by
+    powers of two (so neither x - mean nor the squares overflow or underflow)."""
+    scale, inverse = _power_of_two_scale(x)
+    y = x * inverse
+    dev = y - jnp.mean(y)
+    inner, inner_inverse = _power_of_two_scale(dev)
+    return scale * (inner * jnp.sqrt(jnp.sum((dev * inner_inverse) ** 2) / (x.shape[0] - 1)))
 
 
 def std(x: Array) -> Array:
-    """Sample standard deviation (ddof=1)."""
-    return jnp.sqrt(variance(x))
+    """Sample standard deviation (ddof=1). Raises ValueError unless x is 1-D, finite, with at
+    least 2 entries; computed with scaled deviations, so it is finite whenever the true
+    value is representable (NonFiniteError otherwise)."""
+    x = _sample(x, "std", 2)
+    return _finite(_scaled_std(x), "std")
 
 
 def variance(x: Array) -> Array:
-    """Sample variance (ddof=1). Raises ValueError unless x is 1-D with at least 2 entries."""
+    """Sample variance (ddof=1). Raises ValueError unless x is 1-D, finite, with at least 2
+    entries; NonFiniteError if the variance itself overflows the working precision."""
     x = _sample(x, "variance", 2)
-    n = x.shape[0]
-    return jnp.sum((x - jnp.mean(x)) ** 2) / (n - 1)
+    return _finite(_scaled_std(x) ** 2, "variance")
 
 
 def stderr(x: Array) -> Array:
     """Standard error of the sample mean."""
     x = _sample(x, "stderr", 2)
-    return std(x) / np.sqrt(x.shape[0])
+    return _scaled_std(x) / np.sqrt(x.shape[0])
 
 
 def var(x: Array, alpha: float = 0.99) -> Array:
@@ -127,7 +180,9 @@ def mean_cost_variance(result: Any = None, lam: float = 1.0) -> Any:
         check("lam", lam, lambda v: v >= 0, "finite and >= 0")
         return lambda res: mean_cost_variance(res, lam)
     check("lam", lam, lambda v: v >= 0, "finite and >= 0")
-    return jnp.mean(result.cost) + lam * variance(result.hedge_error)
+    cost = _sample(result.cost, "mean_cost_variance cost")
+    return _finite(_scaled_mean(cost) + lam * variance(result.hedge_error),
+                   "mean_cost_variance")
 
 
 def summary(result: Any, alpha: float = 0.99) -> dict[str, float]:

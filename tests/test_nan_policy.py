@@ -289,3 +289,30 @@ def test_prices_that_overflow_are_refused(rate):
         hj.mc_price(model, put, 64, jax.random.key(0))
     with pytest.raises(RuntimeError, match=r"price\(\): a result of EuropeanPut"):
         jax.block_until_ready(jax.jit(lambda r: hj.price(model.replace(rate=r), put))(rate))
+
+
+def test_statistics_of_extreme_finite_outcomes_are_finite_and_right():
+    """float32 outcomes near its largest value: the true std (2.63e38, from float64 NumPy)
+    and mean fit in float32 and come out right; the variance (6.9e76) does not and is
+    refused by name."""
+    x = jnp.asarray([3e38, -3e38, 1e38, 2e38], jnp.float32)
+    want = np.asarray(x, np.float64)
+    assert float(hj.risk.std(x)) == pytest.approx(np.std(want, ddof=1), rel=1e-6)
+    assert float(hj.risk.mean(x)) == pytest.approx(np.mean(want), rel=1e-6)
+    assert float(jax.jit(hj.risk.std)(x)) == pytest.approx(np.std(want, ddof=1), rel=1e-6)
+    tiny = jnp.asarray([1e-38, 3e-38], jnp.float32)     # squares underflow without scaling
+    assert float(hj.risk.std(tiny)) == pytest.approx(np.std(np.asarray(tiny, np.float64),
+                                                            ddof=1), rel=1e-5)
+    with pytest.raises(hj.NonFiniteError, match=r"risk\.variance: the result overflows"):
+        hj.risk.variance(x)
+
+
+@pytest.mark.parametrize("name", ["mean", "std", "variance", "stderr", "var",
+                                  "expected_shortfall", "entropic"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_statistics_refuse_non_finite_outcomes(name, bad):
+    fn = getattr(hj.risk, name)
+    with pytest.raises(ValueError, match=rf"risk\.{name} input has non-finite values"):
+        fn([1.0, bad, 2.0])
+    with pytest.raises(RuntimeError, match=rf"risk\.{name} input has non-finite values"):
+        jax.block_until_ready(jax.jit(fn)(jnp.asarray([1.0, bad, 2.0])))
