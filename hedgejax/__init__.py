@@ -74,7 +74,10 @@ from ._strategies import (
     WhalleyWilmott as WhalleyWilmott,
 )
 from ._stream import stream_summary as stream_summary
-from ._validate import NonFiniteError as NonFiniteError
+from ._validate import (
+    NonFiniteError as NonFiniteError,
+    UndefinedStatisticWarning as UndefinedStatisticWarning,
+)
 from .risk import summary as summary
 
 __version__ = "0.1.0"

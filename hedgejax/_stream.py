@@ -27,7 +27,7 @@ from ._hedge import iter_hedge_chunks
 from ._instruments import AbstractInstrument, Book
 from ._models.base import AbstractModel
 from ._strategies.base import AbstractStrategy
-from ._validate import check, check_int, check_n_paths
+from ._validate import check, check_int, check_n_paths, undefined_effectiveness
 
 
 class _Moments:
@@ -115,7 +115,7 @@ def stream_summary(model: AbstractModel, book: Book | AbstractInstrument,
     var, es = _tail_var_es(worst, n_paths, alpha)
     pnl, unhedged = moments["pnl"], moments["unhedged_pnl"]
     effectiveness = (1.0 - pnl.variance / unhedged.variance if unhedged.variance > 0
-                     else math.nan)
+                     else undefined_effectiveness())
     return {
         "n_paths": n_paths, "initial_price": initial_price, "mean": pnl.mean,
         "stderr": math.sqrt(pnl.variance / n_paths), "std": math.sqrt(pnl.variance),

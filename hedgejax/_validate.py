@@ -38,6 +38,20 @@ class NonFiniteError(ValueError):
     quantity and where it came from. A `ValueError`, so `except ValueError` catches it."""
 
 
+class UndefinedStatisticWarning(RuntimeWarning):
+    """A statistic is undefined for these outcomes and is reported as NaN (e.g. hedge
+    effectiveness when the unhedged P&L does not vary)."""
+
+
+def undefined_effectiveness() -> float:
+    """NaN for hedge effectiveness, announced with an `UndefinedStatisticWarning`."""
+    warnings.warn(UndefinedStatisticWarning(
+        "hedge_effectiveness is undefined (reported as NaN): the unhedged P&L does not vary "
+        "across paths (e.g. a worthless or zero-quantity book), so 1 - Var(pnl) / "
+        "Var(unhedged) has a zero denominator"), stacklevel=3)
+    return float("nan")
+
+
 def float_dtype() -> Any:
     """The default floating dtype: float64 when `jax_enable_x64` is on, else float32."""
     return jnp.result_type(float)

@@ -22,7 +22,14 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import logsumexp
 
-from ._validate import NonFiniteError, as_float, check, check_positive, is_concrete
+from ._validate import (
+    NonFiniteError,
+    as_float,
+    check,
+    check_positive,
+    is_concrete,
+    undefined_effectiveness,
+)
 
 Array = jax.Array
 
@@ -194,7 +201,8 @@ def summary(result: Any, alpha: float = 0.99) -> dict[str, float]:
 
     Computed in float64 NumPy (moments about the mean), so any finite P&Ls, however large in
     the working precision, give finite statistics. hedge_effectiveness is NaN, and only then,
-    when the unhedged P&L does not vary (the ratio is undefined).
+    when the unhedged P&L does not vary (the ratio is undefined); an
+    `UndefinedStatisticWarning` says so.
 
     Raises:
         ValueError: fewer than 2 paths, or a non-finite P&L, hedge error, cost or unhedged
@@ -212,7 +220,8 @@ def summary(result: Any, alpha: float = 0.99) -> dict[str, float]:
             raise ValueError(f"result.{name} has non-finite values")
     unhedged_var = float(np.var(f64["unhedged_pnl"], ddof=1))
     pnl_var = float(np.var(pnl, ddof=1))
-    effectiveness = 1.0 - pnl_var / unhedged_var if unhedged_var > 0 else float("nan")
+    effectiveness = (1.0 - pnl_var / unhedged_var if unhedged_var > 0
+                     else undefined_effectiveness())
     stats = {
         "initial_price": float(result.initial_price),
         "mean": float(np.mean(pnl)),

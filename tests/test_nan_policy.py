@@ -316,3 +316,18 @@ def test_statistics_refuse_non_finite_outcomes(name, bad):
         fn([1.0, bad, 2.0])
     with pytest.raises(RuntimeError, match=rf"risk\.{name} input has non-finite values"):
         jax.block_until_ready(jax.jit(fn)(jnp.asarray([1.0, bad, 2.0])))
+
+
+@pytest.mark.parametrize("book", [hj.EuropeanCall(1e6, 1.0), hj.Book([CALL], [0.0])],
+                         ids=["worthless", "zero-quantity"])
+def test_undefined_effectiveness_is_announced(book):
+    """A book whose unhedged P&L does not vary has no hedge effectiveness: NaN, with an
+    UndefinedStatisticWarning (summary and stream_summary alike)."""
+    args = (MODELS["BlackScholes"], book, hj.DeltaHedge(), hj.Proportional(1e-3),
+            hj.TimeGrid(1.0, 12))
+    with pytest.warns(hj.UndefinedStatisticWarning, match="hedge_effectiveness is undefined"):
+        out = hj.summary(hj.hedge(*args, 256, jax.random.key(0)))
+    assert math.isnan(out["hedge_effectiveness"])
+    with pytest.warns(hj.UndefinedStatisticWarning):
+        out = hj.stream_summary(*args, n_paths=256, key=jax.random.key(0), chunk_size=128)
+    assert math.isnan(out["hedge_effectiveness"])
