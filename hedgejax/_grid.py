@@ -9,6 +9,9 @@ import numpy as np
 
 from ._validate import as_float, check_int
 
+# Most steps a grid may have: a year of one-minute steps is about 100,000.
+MAX_STEPS = 1_000_000
+
 
 class TimeGrid(eqx.Module):
     """A uniform grid of `n_steps` steps from t=0 to t=`maturity` (years).
@@ -31,6 +34,9 @@ class TimeGrid(eqx.Module):
             raise ValueError(f"maturity must be finite and > 0 (years), got maturity={maturity!r}")
         self.maturity = maturity
         self.n_steps = check_int("n_steps", n_steps, 1)
+        if self.n_steps > MAX_STEPS:
+            raise ValueError(f"n_steps must be an integer in [1, {MAX_STEPS:,}] (every step is "
+                             f"one step of the compiled scan), got n_steps={self.n_steps:,}")
 
     @property
     def dt(self) -> float:

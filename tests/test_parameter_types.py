@@ -167,3 +167,17 @@ def test_book_and_hedge_take_one_option_per_instrument(inst, field):
     with pytest.raises(ValueError, match=match):
         hj.hedge(hj.BlackScholes(100.0, 0.2), inst, hj.DeltaHedge(), None, hj.TimeGrid(1.0, 4),
                  64, jax.random.key(0))
+
+
+def test_grid_size_and_network_keys():
+    """A billion-step grid fails fast by name; network strategies take an int seed or a
+    key and name anything else."""
+    with pytest.raises(ValueError, match=r"n_steps must be an integer in \[1, 1,000,000\]"):
+        hj.TimeGrid(1.0, 10**9)
+    for make in (hj.NeuralHedge, hj.LearnedBand):
+        a, b = make(7, hidden=4), make(jax.random.key(7), hidden=4)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+        for bad in ("a", None, 1.5):
+            with pytest.raises(ValueError, match="key must be a jax.random key"):
+                make(bad, hidden=4)

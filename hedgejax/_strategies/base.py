@@ -7,6 +7,8 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 
 class Observation(eqx.Module):
@@ -108,3 +110,15 @@ def check_network_size(hidden: int, depth: int) -> None:
         raise ValueError(f"hidden must be an integer in [1, {MAX_HIDDEN}], got hidden={hidden}")
     if depth > MAX_DEPTH:
         raise ValueError(f"depth must be an integer in [0, {MAX_DEPTH}], got depth={depth}")
+
+
+def as_key(key: Any) -> jax.Array:
+    """A `jax.random` key: a key as given, or an int seed turned into one; else ValueError
+    naming `key`."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        return jax.random.key(int(key))
+    if isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+                                       or (key.dtype == jnp.uint32 and key.shape == (2,))):
+        return key
+    raise ValueError(f"key must be a jax.random key (e.g. jax.random.key(0)) or an int seed, "
+                     f"got key={key!r}")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from .._validate import check_int, check_positive, real_scalar
 from .bands import _safe_cbrt, raw_softplus, trade_to_band
-from .base import AbstractStrategy, Observation, check_network_size
+from .base import AbstractStrategy, Observation, as_key, check_network_size
 
 _LOG2 = math.log(2.0)
 
@@ -192,6 +192,7 @@ class LearnedBand(AbstractStrategy):
         depth = check_int("depth", depth, 0)
         check_network_size(hidden, depth)
         n_out = 2 if asymmetric else 1
+        key = as_key(key)
         mlp = eqx.nn.MLP(3, n_out, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)
         self.raw_ww = (jnp.broadcast_to(raw_softplus("init_ww", init_ww, positive=True),

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from .._validate import check_int, check_positive, real_scalar
-from .base import AbstractStrategy, Observation, check_network_size
+from .base import AbstractStrategy, Observation, as_key, check_network_size
 from .learned import apply_per_path, safe_sqrt, zero_last_layer
 
 
@@ -73,6 +73,7 @@ class NeuralHedge(AbstractStrategy):
         depth = check_int("depth", depth, 0)
         check_network_size(hidden, depth)
         n_features = 5 if variance_feature else 4
+        key = as_key(key)
         mlp = eqx.nn.MLP(n_features, 1, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)
         self.reference = real_scalar("reference", reference)
