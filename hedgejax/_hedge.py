@@ -368,9 +368,12 @@ def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, 
     pnl = hedge_error - cost
     if check_inside:    # traced by the caller: no host check afterwards, so check here
         bad = jnp.stack([~jnp.all(jnp.isfinite(x)) for x in (spot_T, v0, book_T, gains, cost)])
-        pnl = eqx.branched_error_if(pnl, jnp.any(bad), jnp.argmax(bad),
-                                    tuple(f"hedge(): {what} is non-finite on some paths; "
-                                          f"check {cause}" for what, cause in _PARTS))
+        messages = tuple(f"hedge(): {what} is non-finite on some paths; check {cause}"
+                         for what, cause in _PARTS)
+        # on every output, so that the check runs whichever of them the caller uses
+        pnl, hedge_error, cost, unhedged, position, spot_T = (
+            eqx.branched_error_if(x, jnp.any(bad), jnp.argmax(bad), messages)
+            for x in (pnl, hedge_error, cost, unhedged, position, spot_T))
     return HedgeResult(pnl=pnl, hedge_error=hedge_error, cost=cost, n_trades=n_trades,
                        unhedged_pnl=unhedged, final_position=position, terminal_spot=spot_T,
                        initial_price=v0)

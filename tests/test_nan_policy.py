@@ -331,3 +331,14 @@ def test_undefined_effectiveness_is_announced(book):
     with pytest.warns(hj.UndefinedStatisticWarning):
         out = hj.stream_summary(*args, n_paths=256, key=jax.random.key(0), chunk_size=128)
     assert math.isnan(out["hedge_effectiveness"])
+
+
+@pytest.mark.parametrize("field", ["cost", "hedge_error", "terminal_spot"])
+def test_hedge_check_runs_whichever_output_is_used(field):
+    """Under jit JAX drops a check whose output is unused: it rides on every field."""
+    m = hj.BlackScholes(100.0, 3.0, drift=50.0)
+    run = jax.jit(lambda d: getattr(hj.hedge(m.replace(drift=d), CALL, hj.DeltaHedge(),
+                                             hj.Proportional(1e-3), hj.TimeGrid(5.0, 50), 64,
+                                             jax.random.key(0)), field))
+    with pytest.raises(RuntimeError, match="hedge\\(\\): the simulated spot is non-finite"):
+        jax.block_until_ready(run(50.0))
