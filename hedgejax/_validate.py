@@ -151,14 +151,17 @@ def check(name: str, value: Any, ok: Callable[[np.ndarray], Any], allowed: str) 
         raise ValueError(f"{name} must be {allowed}, got {name}={shown!r}{where}")
 
 
-def checked(name: str, value: Any, ok: Callable[[Any], Any], allowed: str) -> Any:
+def checked(name: str, value: Any, ok: Callable[[Any], Any], allowed: str,
+            owner: str = "") -> Any:
     """`value`, checked as `check` does when concrete; when traced, with an `eqx.error_if`
-    raising "<name> must be <allowed>" when the computation runs (use the returned value)."""
+    raising "<owner>.<name> must be <allowed>" when the computation runs (use the returned
+    value)."""
     if value is None or is_concrete(value):
         check(name, value, ok, allowed)
         return value
     bad = jnp.any(~(jnp.isfinite(value) & ok(value)))
-    return eqx.error_if(value, bad, f"{name} must be {allowed} (a traced value, checked at "
+    label = f"{owner}.{name}" if owner else name
+    return eqx.error_if(value, bad, f"{label} must be {allowed} (a traced value, checked at "
                                     "run time)")
 
 

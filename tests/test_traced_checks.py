@@ -157,7 +157,8 @@ def test_traced_value_is_checked_under_grad(module, field, bad, use, jit):
 def test_band_built_from_a_traced_width_is_checked(replace):
     """Widths are stored as softplus parameters, so the check rides on the stored value."""
     run = jax.jit(lambda v: _strategy_use(replace(v)))
-    with pytest.raises(RuntimeError, match=r"(width|scale|lower|upper) must be"):
+    with pytest.raises(RuntimeError, match=r"(BandHedge\.width|WhalleyWilmott\.scale|"
+                                           r"AsymmetricBand\.(lower|upper)) must be"):
         jax.block_until_ready(run(-0.1))
     assert np.isfinite(run(0.1))
 

@@ -25,15 +25,16 @@ def inverse_softplus(x: jax.Array) -> jax.Array:
     return jnp.where(large, x + jnp.log1p(-jnp.exp(-x)), jnp.log(jnp.expm1(safe)))
 
 
-def raw_softplus(name: str, x: float | jax.Array, *, positive: bool = False) -> jax.Array:
+def raw_softplus(name: str, x: float | jax.Array, *, positive: bool = False,
+                 owner: str = "") -> jax.Array:
     """The unconstrained parameter for a width-like setting `name` = x (>= 0, or > 0 with
     `positive`): ValueError now for a concrete x out of range, a run-time check (naming it)
     for a traced one. A scalar: one band for the one underlying (batch with jax.vmap)."""
     x = as_float(x, name, scalar=True)
     if positive:
-        x = checked(name, x, lambda a: a > 0, "finite and > 0")
+        x = checked(name, x, lambda a: a > 0, "finite and > 0", owner)
     else:
-        x = checked(name, x, lambda a: a >= 0, "finite and >= 0")
+        x = checked(name, x, lambda a: a >= 0, "finite and >= 0", owner)
     return inverse_softplus(x)
 
 
@@ -51,7 +52,7 @@ class BandHedge(AbstractStrategy):
     raw_width: jax.Array
 
     def __init__(self, width: float | jax.Array):
-        self.raw_width = raw_softplus("width", width)
+        self.raw_width = raw_softplus("width", width, owner="BandHedge")
 
     @property
     def width(self) -> jax.Array:
@@ -86,7 +87,7 @@ class WhalleyWilmott(AbstractStrategy):
 
     def __init__(self, risk_aversion: float | jax.Array, scale: float | jax.Array = 1.0):
         self.risk_aversion = as_float(risk_aversion, "risk_aversion", scalar=True)
-        self.raw_scale = raw_softplus("scale", scale, positive=True)
+        self.raw_scale = raw_softplus("scale", scale, positive=True, owner="WhalleyWilmott")
 
     def __check_init__(self):
         check_positive("risk_aversion", self.risk_aversion)

@@ -95,8 +95,8 @@ class AsymmetricBand(AbstractStrategy):
 
     def __init__(self, lower: float | jax.Array, upper: float | jax.Array):
         """Args: lower, upper: the half-widths below and above -delta, in shares (>= 0)."""
-        self.raw_lower = raw_softplus("lower", lower)
-        self.raw_upper = raw_softplus("upper", upper)
+        self.raw_lower = raw_softplus("lower", lower, owner="AsymmetricBand")
+        self.raw_upper = raw_softplus("upper", upper, owner="AsymmetricBand")
 
     @property
     def lower_width(self) -> jax.Array:
@@ -195,9 +195,8 @@ class LearnedBand(AbstractStrategy):
         key = as_key(key)
         mlp = eqx.nn.MLP(3, n_out, hidden, depth, activation=jnp.tanh, key=key)
         self.mlp = zero_last_layer(mlp)
-        self.raw_ww = (jnp.broadcast_to(raw_softplus("init_ww", init_ww, positive=True),
-                                        (n_out,))
-                       if whalley_wilmott else None)
+        raw_ww = raw_softplus("init_ww", init_ww, positive=True, owner="LearnedBand")
+        self.raw_ww = jnp.broadcast_to(raw_ww, (n_out,)) if whalley_wilmott else None
         self.reference = real_scalar("reference", reference)
         self.init_width = real_scalar("init_width", init_width)
         self.book_scale = real_scalar("book_scale", book_scale)
