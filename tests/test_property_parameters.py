@@ -174,7 +174,7 @@ CASES = [(name, mode) for name in SPECS for mode in MODES]
 
 
 @pytest.mark.parametrize(("name", "mode"), CASES, ids=[f"{n}-{m}" for n, m in CASES])
-@settings(max_examples=5, deadline=None, derandomize=True,
+@settings(max_examples=4, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_valid_parameters_give_finite_results(name, mode, data):
@@ -184,7 +184,7 @@ def test_valid_parameters_give_finite_results(name, mode, data):
 
 
 @pytest.mark.parametrize(("name", "mode"), CASES, ids=[f"{n}-{m}" for n, m in CASES])
-@settings(max_examples=5, deadline=None, derandomize=True,
+@settings(max_examples=4, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_one_invalid_parameter_is_named(name, mode, data):
