@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="run an experiment (`hedgejax experiment list`)")
     p.add_argument("name", help="experiment name, or 'list' to list them")
     p.add_argument("--config", metavar="FILE.toml", default=None,
-                   help="TOML file overriding the defaults in experiments/configs/NAME.toml")
+                   help="TOML file overriding the experiment's defaults "
+                        "(hedgejax experiment NAME --show-config)")
     p.add_argument("--paths", type=int, default=None, help="Monte Carlo paths (override)")
     p.add_argument("--seed", type=int, default=None, help="random seed (override)")
     p.add_argument("--out", metavar="DIR", default="runs",
@@ -263,17 +264,9 @@ def _bench(args) -> int:
 
 
 def _experiments_module():
-    """The experiments package of this source checkout (experiments/ beside hedgejax/)."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "experiments" / "_framework.py").exists():
-        _fail("the experiments live in a source checkout: experiments/ not found next to "
-              "the hedgejax package (clone the repository and pip install -e .)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    import experiments
-    from experiments import _framework
+    """The experiments installed with the package (hedgejax/experiments/)."""
+    from . import experiments
+    from .experiments import _framework
 
     return experiments, _framework
 

@@ -12,8 +12,8 @@ import stat
 
 import pytest
 
-from experiments import NAMES, _framework
 from hedgejax import cli
+from hedgejax.experiments import NAMES, _framework
 
 
 def _run_cli(argv, capsys):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import check_run_folder
 
-from experiments._framework import ConfigError, run_experiment
+from hedgejax.experiments._framework import ConfigError, run_experiment
 
 
 def _run(name, tmp_path, overrides):

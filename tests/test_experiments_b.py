@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import check_run_folder
 
-from experiments._framework import run_experiment
+from hedgejax.experiments._framework import run_experiment
 
 
 def test_frequency_vs_cost_small(tmp_path):

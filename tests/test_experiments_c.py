@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import check_run_folder
 
-from experiments._framework import run_experiment
+from hedgejax.experiments._framework import run_experiment
 
 
 def test_vega_hedging_listed_option_removes_variance_risk(tmp_path):

@@ -5,7 +5,7 @@ An experiment is a module with
     QUESTION = "What does ...?"           # one line: the question it answers
     BOUNDS = {"vol": Positive(), ...}     # allowed values of config keys (optional)
     def run(cfg: dict, ctx: Context) -> Outcome: ...
-and a default config `experiments/configs/NAME.toml` (every key it reads, with its default;
+and a default config `configs/NAME.toml` beside this file (every key it reads, with its default;
 `seed` and `paths` always among them). `run_experiment` merges a user's TOML over the
 defaults (an unknown key, a value of the wrong type or out of its bounds is a `ConfigError`
 naming the key), runs the experiment, and writes into `runs/NAME-<timestamp>/`:
@@ -229,7 +229,7 @@ class Context:
 
 
 def module_name(name: str) -> str:
-    return "experiments." + name.replace("-", "_")
+    return "hedgejax.experiments." + name.replace("-", "_")
 
 
 def load_module(name: str):
