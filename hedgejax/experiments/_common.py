@@ -7,6 +7,23 @@ from typing import Any
 import numpy as np
 
 
+# Headers a person reads for the keys of `stats_row` (money in the experiment's currency,
+# "$" in the default configs). Experiments add their own in `Outcome.headers`.
+STATS_HEADERS = {
+    "strategy": "strategy",
+    "mean_pnl": "mean P&L ($)",
+    "stderr": "std error of mean ($)",
+    "std_pnl": "P&L std ($)",
+    "var_0.99": "99% VaR ($ loss)",
+    "es_0.99": "99% ES ($ loss)",
+    "var_0.95": "95% VaR ($ loss)",
+    "es_0.95": "95% ES ($ loss)",
+    "mean_cost": "mean cost ($)",
+    "mean_trades": "trades per path",
+    "p95_pnl": "95th pct P&L ($)",
+}
+
+
 def stats_row(label: str, result: Any, alpha: float = 0.99, **extra: Any) -> dict[str, Any]:
     """The comparison row practitioners quote, from a `HedgeResult` (money in time-T
     currency; VaR and ES are positive losses at `alpha`; upside is the 95th percentile)."""

@@ -193,6 +193,12 @@ class Outcome:
         figures: file stem -> matplotlib Figure, written as STEM.png.
         title: the table's title (defaults to the question).
         display: the columns printed on the terminal (default: all; the files keep all).
+        caption: one or two sentences under the table: what is held (the book, its size),
+            the currency unit and the sign convention (e.g. "P&L > 0 is a gain; VaR and ES
+            are positive losses at 99%").
+        headers: table key -> the header a person reads, with its unit ("P&L std ($)").
+            Keys not given fall back to `_common.STATS_HEADERS`, then to the key itself.
+            summary.csv and results.json keep the keys.
     """
 
     table: list[dict[str, Any]]
@@ -201,6 +207,8 @@ class Outcome:
     figures: dict[str, Any] = dataclasses.field(default_factory=dict)
     title: str | None = None
     display: list[str] | None = None
+    caption: str = ""
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
