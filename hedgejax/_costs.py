@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._repr import module_repr
 from ._validate import check, check_nonnegative, check_positive, float_param
 
 # A trade smaller than this (in shares) is no trade: it is neither counted nor charged
@@ -30,6 +31,8 @@ def is_trade(trade: jax.Array) -> jax.Array:
 
 class AbstractCost(eqx.Module):
     """Cost in currency (>= 0) of trading `trade` shares at `price` per share."""
+
+    __repr__ = module_repr
 
     @abc.abstractmethod
     def __call__(self, trade: jax.Array, price: jax.Array) -> jax.Array:

@@ -37,6 +37,7 @@ from ._grid import TimeGrid
 from ._hedge import HedgeResult, hedge
 from ._instruments import AbstractInstrument, Book, as_book
 from ._models.base import AbstractModel
+from ._repr import module_repr
 from ._strategies.bands import inverse_softplus
 from ._strategies.base import AbstractStrategy
 from ._validate import check_int, check_positive, runtime_checked
@@ -54,6 +55,8 @@ class History(eqx.Module):
         params: the trainable parameters after each step, flattened (steps, n_params).
         unravel: rebuilds the trainable part of the strategy from a row of `params`.
     """
+
+    __repr__ = module_repr
 
     objective: np.ndarray
     surrogate: np.ndarray

@@ -35,6 +35,7 @@ from ._models.base import AbstractModel
 from ._numerics import ordered_sum
 from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
+from ._repr import module_repr
 from ._strategies.base import AbstractStrategy, Observation
 from ._validate import (
     NonFiniteError,
@@ -62,6 +63,8 @@ class HedgeResult(eqx.Module):
         terminal_spot: S_T.
         initial_price: V0, the hedge model's price of the book at t0 (scalar).
     """
+
+    __repr__ = module_repr
 
     pnl: jax.Array
     hedge_error: jax.Array

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._repr import module_repr
 from ._validate import as_float, check_finite, check_positive, float_param
 
 
@@ -24,6 +25,8 @@ class AbstractInstrument(eqx.Module):
     Concrete instruments have a `maturity` field (years, array). It is not declared here as
     an `AbstractVar`, which would move it ahead of `strike` in the positional order.
     """
+
+    __repr__ = module_repr
 
     @abc.abstractmethod
     def payoff(self, spot: jax.Array) -> jax.Array:
@@ -120,6 +123,7 @@ class Book(eqx.Module):
     groups: tuple[AbstractInstrument, ...]
     quantities: tuple[jax.Array, ...]
     positions: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    __repr__ = module_repr
 
     def __init__(self, instruments: Sequence[AbstractInstrument],
                  quantities: Sequence[float] | jax.Array | None = None):

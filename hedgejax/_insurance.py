@@ -45,6 +45,7 @@ from ._grid import TimeGrid
 from ._hedge import HedgeResult, hedge
 from ._instruments import Book, EuropeanPut
 from ._models.base import AbstractModel
+from ._repr import module_repr
 from ._strategies import DeltaHedge
 from ._strategies.base import AbstractStrategy
 from ._validate import as_float, check_positive
@@ -69,6 +70,8 @@ class InsuranceResult(eqx.Module):
             buying the insurance outright would cost, in t0 money (scalar).
         result: the `HedgeResult` of hedging the short puts (book = -shares puts).
     """
+
+    __repr__ = module_repr
 
     value: jax.Array
     floor: jax.Array

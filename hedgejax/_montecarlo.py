@@ -23,6 +23,7 @@ from ._instruments import AbstractInstrument, Digital
 from ._models.base import AbstractModel
 from ._pricing.registry import _announce_non_finite
 from ._random import Draws, key_words
+from ._repr import module_repr
 from ._validate import (
     check_grid_fits,
     check_int,
@@ -165,6 +166,7 @@ class MCGreek(eqx.Module):
 
     value: jax.Array
     stderr: jax.Array
+    __repr__ = module_repr
 
 
 def mc_greeks(model: AbstractModel, instrument: AbstractInstrument, n_paths: int,

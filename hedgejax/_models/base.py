@@ -10,6 +10,7 @@ import equinox as eqx
 import jax
 
 from .._random import Draws
+from .._repr import module_repr
 
 
 class ModelState(NamedTuple):
@@ -40,6 +41,7 @@ class AbstractModel(eqx.Module):
     div: eqx.AbstractVar[jax.Array]
     # Name of the field that `greeks()` reports vega against ("vol" for Black-Scholes).
     vega_field: eqx.AbstractClassVar[str]
+    __repr__ = module_repr
 
     @abc.abstractmethod
     def init(self, path_index: jax.Array) -> ModelState:

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._repr import module_repr
+
 
 class Observation(eqx.Module):
     """What the hedger sees at step i (time t_i), for every path.
@@ -50,6 +52,7 @@ class Observation(eqx.Module):
     option_delta: jax.Array | None = None
     option_gamma: jax.Array | None = None
     option_vega: jax.Array | None = None
+    __repr__ = module_repr
 
 
 class AbstractStrategy(eqx.Module):
@@ -66,6 +69,8 @@ class AbstractStrategy(eqx.Module):
     steps (the spot at its last trade, orders not yet filled) overrides `init_state` and
     `decide`; `hedge()` carries the state through the loop.
     """
+
+    __repr__ = module_repr
 
     @abc.abstractmethod
     def __call__(self, obs: Observation, position: Any) -> Any:
