@@ -363,7 +363,9 @@ def test_sample_round_trip_and_regeneration(tmp_path):
     again_dates, again = load_prices_csv(path, price_column="close")
     np.testing.assert_array_equal(again, prices)
     np.testing.assert_array_equal(again_dates, dates)
-    _, volume = load_prices_csv(str(path))  # default: first column that is not the date
+    _, default = load_prices_csv(str(path))  # default: the column named close
+    np.testing.assert_array_equal(default, prices)
+    _, volume = load_prices_csv(str(path), price_column="volume")
     np.testing.assert_array_equal(volume, 1000.0 + np.arange(757))
 
     # The shipped file is exactly what its documented generator writes.
@@ -397,7 +399,6 @@ BAD_CSVS = [
     ("date,close\n2021-01-04,1\n2021-01-05,-2.5\n", 3, "> 0, got '-2.5'"),
     ("date,close\n2021-01-04,0\n", 2, "> 0, got '0'"),
     ("date,close\n2021-01-04,nan\n", 2, "finite and > 0"),
-    ("date,close\n2021-01-04,1\n2021-01-06,2\n2021-01-05,3\n", 4, "increasing"),
     ("date,close\n2021-01-04,1\n2021-01-05,2\n2021-01-04,3\n", 4, r"duplicate date.*line 2"),
     ("date,close\n2021-01-04,1\n2021/01/05,2\n", 3, "not an ISO date"),
     ("date,close\n2021-01-04,1\n2021-02-30,2\n", 3, "not an ISO date"),

@@ -17,6 +17,7 @@ import csv
 import datetime
 import math
 import os
+import re
 from typing import ClassVar
 
 import equinox as eqx
@@ -26,7 +27,14 @@ import numpy as np
 
 from .._grid import TimeGrid
 from .._random import Draws
-from .._validate import as_float, check_finite, check_int, check_positive, is_concrete
+from .._validate import (
+    as_float,
+    check_finite,
+    check_int,
+    check_positive,
+    float_dtype,
+    is_concrete,
+)
 from .base import AbstractModel, ModelState
 
 _NO_MEASURE = (
@@ -37,15 +45,28 @@ _NO_MEASURE = (
 
 
 def _check_prices(prices: np.ndarray, shown_ndim: int) -> None:
-    """Raise `ValueError` naming the first entry of `prices` that is not finite and > 0."""
-    bad = ~(np.isfinite(prices) & (prices > 0))
+    """Raise `ValueError` naming the first entry of `prices` that is not finite and > 0, or
+    that the working precision does not hold with its square (see `load_prices_csv`)."""
+    low, high, precision = _price_range()
+    bad = ~(np.isfinite(prices) & (prices >= low) & (prices <= high))
     if np.any(bad):
         position = tuple(int(k) for k in np.argwhere(bad)[0])
         where = position[1:] if shown_ndim == 1 else position
         index = ", ".join(str(k) for k in where)
-        raise ValueError(
-            f"prices must be finite and > 0 everywhere, got prices[{index}]="
-            f"{prices[position].item()!r}")
+        value = prices[position].item()
+        if math.isfinite(value) and value > 0:
+            raise ValueError(
+                f"prices must lie in [{low:.3g}, {high:.3g}], where {precision} holds a price and "
+                f"its square (enable jax_enable_x64 for float64), got prices[{index}]="
+                f"{value!r}")
+        raise ValueError(f"prices must be finite and > 0 everywhere, got prices[{index}]={value!r}")
+
+
+def _price_range() -> tuple[float, float, str]:
+    """The prices the working precision holds with their squares finite and normal:
+    [sqrt(tiny), sqrt(max)] of float32 (unless `jax_enable_x64`), and the dtype's name."""
+    info = np.finfo(np.dtype(float_dtype()))
+    return float(np.sqrt(info.tiny)), float(np.sqrt(info.max)), info.dtype.name
 
 
 def _check_real(name: str, values) -> None:
@@ -327,11 +348,90 @@ class Bootstrap(AbstractModel):
 # CSV input.
 # ---------------------------------------------------------------------------------------------
 
+# Text from the file shown in an error: at most this many characters of the offending field.
+_EXCERPT = 40
+# Header names listed in an error about columns (a wide file lists the first ones).
+_SHOWN_COLUMNS = 12
+# Longest physical line read: a price file's lines are short, and this bounds the memory a
+# wrong file (one without line breaks) can take before it is refused.
+_MAX_LINE = 1 << 20
+# Price columns chosen by name when `price_column` is None, in order of preference (compared
+# in lower case, '_' read as ' '): adjusted closes (splits and dividends applied), then closes.
+_PRICE_NAMES = ("adj close", "adjusted close", "close")
+# Characters that `errors="surrogateescape"` makes of bytes that are not UTF-8.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
 
-def _comment_free(lines):
-    """Lines of a file with '#' comment lines blanked (kept, so csv's line numbers hold)."""
-    for line in lines:
+
+def _excerpt(text: str) -> str:
+    """`text` quoted, cut to `_EXCERPT` characters: errors never echo more of a file."""
+    if len(text) <= _EXCERPT:
+        return repr(text)
+    return repr(text[:_EXCERPT]) + f"... ({len(text):,} characters)"
+
+
+def _column_list(header: list[str]) -> str:
+    shown = ", ".join(_excerpt(name) for name in header[:_SHOWN_COLUMNS])
+    more = len(header) - _SHOWN_COLUMNS
+    return f"[{shown}, ... {more} more]" if more > 0 else f"[{shown}]"
+
+
+def _find_column(header: list[str], name: str) -> int | None:
+    """Index of the column `name`: its exact spelling, else the one column equal to it in
+    lower case; None when there is neither."""
+    if name in header:
+        return header.index(name)
+    folded = [k for k, column in enumerate(header) if column.lower() == name.strip().lower()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def _lines(f, fail):
+    """The file's physical lines, '#' comment lines blanked (kept, so line numbers hold);
+    undecodable bytes and overlong lines refused with their line number."""
+    for number, line in enumerate(iter(lambda: f.readline(_MAX_LINE + 1), ""), start=1):
+        if len(line) > _MAX_LINE:
+            raise fail(number, f"line longer than {_MAX_LINE:,} characters: not a price file")
+        bad = _UNDECODABLE.search(line)
+        if bad:
+            byte = ord(bad.group()) - 0xDC00
+            raise fail(number, f"not UTF-8 text: byte 0x{byte:02x} at character "
+                       f"{bad.start() + 1} (save the file as UTF-8)")
         yield "\n" if line.lstrip().startswith("#") else line
+
+
+def _rows(reader, fail):
+    """(line number, row) of every row of `reader`, CSV syntax errors naming their line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise fail(max(reader.line_num, 1), f"malformed CSV: {str(err)[:80]}") from None
+        yield reader.line_num, row
+
+
+def _price_at(header: list[str], date_at: int, price_column: str | None, fail) -> int:
+    """Index of the price column (see `load_prices_csv`); the header is known to be a CSV
+    header holding the date column, so its names may be shown."""
+    if price_column is not None:
+        price_at = _find_column(header, price_column)
+        if price_at is None:
+            raise fail(f"missing column {_excerpt(price_column)} (price_column); the header "
+                       f"has {_column_list(header)}")
+        return price_at
+    others = [k for k in range(len(header)) if k != date_at]
+    if not others:
+        raise fail(f"missing column: no price column besides {_excerpt(header[date_at])}; "
+                   f"the header has {_column_list(header)}")
+    folded = {" ".join(header[k].lower().replace("_", " ").split()): k for k in reversed(others)}
+    for name in _PRICE_NAMES:
+        if name in folded:
+            return folded[name]
+    if len(others) == 1:
+        return others[0]
+    raise fail(f"{len(others)} columns besides the date and none is named 'Adj Close' or "
+               f"'Close': pass price_column= naming the price column; the header has "
+               f"{_column_list(header)}")
 
 
 def load_prices_csv(path: str | os.PathLike, date_column: str = "date",
@@ -341,20 +441,34 @@ def load_prices_csv(path: str | os.PathLike, date_column: str = "date",
 
     Args:
         path: the file (str or `pathlib.Path`), UTF-8 (a byte-order mark is allowed).
-        date_column: the header name of the date column.
-        price_column: the header name of the price column; None means the first column that
-            is not `date_column`.
-        parse_dates: dates must be ISO `YYYY-MM-DD`, strictly increasing (no duplicates), and
-            are returned as a `numpy.datetime64[D]` array. False returns them as a list of
-            the strings in the file, only checked for being non-empty and distinct.
+        date_column: the header name of the date column (its exact spelling, else the one
+            column with that name in another case, e.g. "Date").
+        price_column: the header name of the price column (matched like `date_column`).
+            None chooses by name: "Adj Close", else "Close" (any case, '_' for the space:
+            "adj_close", "close"), as in files downloaded from Yahoo Finance; else the only
+            column besides the date. A file with several other columns and none of those
+            names is refused: pass `price_column`.
+        parse_dates: dates must be ISO `YYYY-MM-DD` and distinct; rows are returned sorted by
+            date, oldest first, whatever their order in the file (newest-first downloads,
+            or mixed: ISO dates are unambiguous), and dates as a `numpy.datetime64[D]`
+            array. False keeps the rows in file order (text dates such as 03/01/2021 are
+            ambiguous and are not sorted: give them oldest first) and returns the dates as a
+            list of the strings in the file, only checked for being non-empty and distinct.
 
     Returns:
-        (dates, prices): prices a float64 array, all finite and > 0 (currency).
+        (dates, prices): prices a float64 array, oldest first, all finite and > 0
+        (currency), each within the range that the working precision (float32, or float64
+        with `jax_enable_x64`) holds with its square (about 1e-19 to 1.8e19 in float32:
+        P&L variances and Gamma terms square prices), and every ratio of consecutive prices
+        finite and normal in it (returns that neither overflow nor vanish).
 
     Lines whose first non-blank character is '#' are comments and, with blank lines, are
     skipped. Every problem raises `ValueError` naming the file, the 1-based line number and
-    the reason: empty file, missing column, missing or non-numeric value, non-positive or
-    non-finite price, malformed, unsorted or duplicate dates.
+    the reason: empty file, bytes that are not UTF-8, a field too large for the csv module,
+    missing column, missing or non-numeric value, non-positive, non-finite or
+    unrepresentable price, malformed or duplicate dates (naming both lines). Messages show
+    at most 40 characters of the offending field, and list the header's column names only
+    when it holds the date column (a file that is not a price CSV is never echoed).
 
     Example:
         >>> from importlib.resources import as_file, files
@@ -368,77 +482,87 @@ def load_prices_csv(path: str | os.PathLike, date_column: str = "date",
     def fail(line: int, reason: str) -> ValueError:
         return ValueError(f"{name}, line {line}: {reason}")
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(_comment_free(f))
-        header = None
-        for row in reader:
+    low, high, precision = _price_range()
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        reader = csv.reader(_lines(f, fail))
+        rows = _rows(reader, fail)
+        header = header_line = None
+        for line, row in rows:
             if any(cell.strip() for cell in row):
-                header = [cell.strip() for cell in row]
+                header, header_line = [cell.strip() for cell in row], line
                 break
         if header is None:
             raise fail(max(reader.line_num, 1), "empty file: no header line")
-        header_line = reader.line_num
-        if date_column not in header:
-            raise fail(header_line,
-                       f"missing column {date_column!r} (date_column); the header has {header}")
-        date_at = header.index(date_column)
-        if price_column is None:
-            others = [k for k, col in enumerate(header) if k != date_at]
-            if not others:
-                raise fail(header_line, f"missing column: no price column besides "
-                           f"{date_column!r}; the header has {header}")
-            price_at = others[0]
-        elif price_column in header:
-            price_at = header.index(price_column)
-        else:
-            raise fail(header_line,
-                       f"missing column {price_column!r} (price_column); the header has {header}")
-        price_name = header[price_at]
+        date_at = _find_column(header, date_column)
+        if date_at is None:  # maybe not a CSV file at all: show none of its text
+            raise fail(header_line, f"missing column {_excerpt(date_column)} (date_column): no "
+                       "header field has that name")
+        price_at = _price_at(header, date_at, price_column,
+                             lambda reason: fail(header_line, reason))
+        date_name, price_name = _excerpt(header[date_at]), _excerpt(header[price_at])
 
         dates: list = []
         prices: list[float] = []
+        lines: list[int] = []
         seen: dict[str, int] = {}
-        for row in reader:
+        for line, row in rows:
             if not any(cell.strip() for cell in row):
                 continue
-            line = reader.line_num
             if len(row) != len(header):
                 raise fail(line, f"{len(row)} fields where the header has {len(header)}")
             date_text = row[date_at].strip()
             price_text = row[price_at].strip()
             if not date_text:
-                raise fail(line, f"missing value in column {date_column!r}")
+                raise fail(line, f"missing value in column {date_name}")
             if not price_text:
-                raise fail(line, f"missing value in column {price_name!r}")
+                raise fail(line, f"missing value in column {price_name}")
             try:
                 value = float(price_text)
             except ValueError:
-                raise fail(line, f"non-numeric value {price_text!r} in column "
-                           f"{price_name!r}") from None
+                raise fail(line, f"non-numeric value {_excerpt(price_text)} in column "
+                           f"{price_name}") from None
             if not math.isfinite(value) or value <= 0:
-                raise fail(line, f"price must be finite and > 0, got {price_text!r} in column "
-                           f"{price_name!r}")
+                raise fail(line, f"price must be finite and > 0, got {_excerpt(price_text)} "
+                           f"in column {price_name}")
+            if not low <= value <= high:
+                raise fail(line, f"price {_excerpt(price_text)} in column {price_name} is "
+                           f"outside [{low:.3g}, {high:.3g}], where {precision} holds a price "
+                           "and its square (enable jax_enable_x64 for float64)")
             if date_text in seen:
-                raise fail(line, f"duplicate date {date_text!r} (first on line "
+                raise fail(line, f"duplicate date {_excerpt(date_text)} (first on line "
                            f"{seen[date_text]})")
             seen[date_text] = line
             if parse_dates:
                 date = _iso_date(date_text)
                 if date is None:
-                    raise fail(line, f"date {date_text!r} is not an ISO date YYYY-MM-DD "
-                               "(pass parse_dates=False to keep dates as text)")
-                if dates and date <= dates[-1]:
-                    raise fail(line, f"dates must be increasing: {date_text} comes after "
-                               f"{dates[-1].isoformat()}")
+                    raise fail(line, f"date {_excerpt(date_text)} is not an ISO date "
+                               "YYYY-MM-DD (pass parse_dates=False to keep dates as text)")
                 dates.append(date)
             else:
                 dates.append(date_text)
             prices.append(value)
+            lines.append(line)
         if not prices:
             raise fail(header_line + 1, "no data rows after the header")
 
-    out_dates = np.array(dates, dtype="datetime64[D]") if parse_dates else dates
-    return out_dates, np.asarray(prices, dtype=np.float64)
+    if parse_dates:
+        order = np.argsort(np.array(dates, dtype="datetime64[D]"), kind="stable")
+    else:
+        order = np.arange(len(prices))
+    out_prices = np.asarray(prices, dtype=np.float64)[order]
+    out_lines = np.asarray(lines)[order]
+    with np.errstate(over="ignore", under="ignore"):
+        ratios = (out_prices[1:] / out_prices[:-1]).astype(np.dtype(float_dtype()))
+    bad = ~(np.isfinite(ratios) & (ratios >= np.finfo(ratios.dtype).tiny))
+    if np.any(bad):
+        k = int(np.argmax(bad))
+        first, second = int(out_lines[k]), int(out_lines[k + 1])
+        raise fail(second, f"the ratio of this price to the one before it (line {first}) is "
+                   f"{out_prices[k + 1] / out_prices[k]:.3g}, which {precision} cannot hold "
+                   "(a return that overflows or vanishes)")
+    if parse_dates:
+        return np.array(dates, dtype="datetime64[D]")[order], out_prices
+    return dates, out_prices
 
 
 def _iso_date(text: str) -> datetime.date | None:
