@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-
 # Headers a person reads for the keys of `stats_row` (money in the experiment's currency,
 # "$" in the default configs). Experiments add their own in `Outcome.headers`.
 STATS_HEADERS = {
@@ -37,27 +36,91 @@ def stats_row(label: str, result: Any, alpha: float = 0.99, **extra: Any) -> dic
 
 
 def figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] | None = None):
-    """A matplotlib (figure, axes) pair on the non-interactive backend."""
+    """A matplotlib (figure, axes) pair on the non-interactive backend, with constrained
+    layout (labels and tick labels are never clipped: do not call `tight_layout` on it).
+    The framework gives every linear axis thousands separators when it saves the figure
+    (`finish_figure`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     size = size or (5.5 * ncols, 4.0 * nrows)
-    return plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+    return plt.subplots(nrows, ncols, figsize=size, squeeze=False, layout="constrained")
 
 
-def histograms(ax, samples: dict[str, Any], bins: int = 80, xlabel: str = "P&L at T") -> None:
-    """Overlaid step histograms on common bins (densities), one per label."""
+def _tick_formatter():
+    from matplotlib.ticker import Formatter
+
+    class Thousands(Formatter):
+        """Tick labels with thousands separators (125,000 not 125000) and as many decimals as
+        the tick spacing needs (0.25, 0.50), never an offset or a x1e5 multiplier."""
+
+        tick_locs: tuple[float, ...] = ()
+
+        def set_locs(self, locs):
+            self.tick_locs = tuple(locs)
+
+        def __call__(self, x, pos=None):
+            locs = [v for v in self.tick_locs if np.isfinite(v)] or [x]
+            scale = max(abs(v) for v in locs) or 1.0
+            decimals = 0
+            while decimals < 10 and any(abs(round(v, decimals) - v) > 1e-9 * scale
+                                        for v in locs):
+                decimals += 1
+            text = f"{x:,.{decimals}f}"
+            if float(text.replace(",", "")) == 0:
+                text = text.lstrip("-")
+            return text.replace("-", "\N{MINUS SIGN}")
+
+    return Thousands()
+
+
+def finish_figure(fig) -> None:
+    """What every saved figure gets (the framework calls it): thousands separators on every
+    linear axis still using matplotlib's default number format, constrained layout (also
+    after a `tight_layout` call) so that no label or tick label is clipped, and x tick labels
+    turned 30 degrees where they would run into each other."""
+    from matplotlib.ticker import ScalarFormatter
+
+    for ax in fig.get_axes():
+        for axis in (ax.xaxis, ax.yaxis):
+            default = type(axis.get_major_formatter()) is ScalarFormatter
+            if axis.get_scale() == "linear" and default:
+                axis.set_major_formatter(_tick_formatter())
+    engine = fig.get_layout_engine()
+    if engine is None or type(engine).__name__ != "ConstrainedLayoutEngine":
+        fig.set_layout_engine("constrained")
+    # x tick labels that run into each other are turned 30 degrees
+    renderer = fig.canvas.get_renderer()
+    fig.draw_without_rendering()
+    for ax in fig.get_axes():
+        lo, hi = sorted(ax.get_xlim())
+        boxes = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()
+                        if t.get_text() and lo <= t.get_position()[0] <= hi),
+                       key=lambda b: b.x0)
+        if any(a.x1 + 4 > b.x0 for a, b in zip(boxes, boxes[1:], strict=False)):
+            ax.tick_params(axis="x", labelrotation=30)
+
+
+def histograms(ax, samples: dict[str, Any], bins: int = 80, xlabel: str = "P&L at T ($)",
+               clip: tuple[float, float] = (0.2, 99.8)) -> None:
+    """Overlaid step histograms on common bins (densities), one per label, over the
+    `clip` percentiles of all samples together (the mass outside is piled in the end bins).
+    The y axis is a density per unit of x ("density (1/$)" when x is in $)."""
     arrays = {k: np.asarray(v, dtype=float) for k, v in samples.items()}
-    lo = min(np.percentile(a, 0.2) for a in arrays.values())
-    hi = max(np.percentile(a, 99.8) for a in arrays.values())
+    lo = min(np.percentile(a, clip[0]) for a in arrays.values())
+    hi = max(np.percentile(a, clip[1]) for a in arrays.values())
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
     for label, a in arrays.items():
         ax.hist(np.clip(a, lo, hi), bins=edges, histtype="step", density=True, label=label,
                 linewidth=1.4)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("density")
+    inner = xlabel[xlabel.rfind("(") + 1:-1] if xlabel.endswith(")") else ""
+    unit = inner.split(",")[-1].strip()      # "P&L (per option, $)" -> "$"
+    ax.set_ylabel(f"density (1/{unit})" if unit else "density")
     ax.legend(fontsize=8)
 
 

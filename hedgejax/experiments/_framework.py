@@ -15,8 +15,15 @@ naming the key), runs the experiment, and writes into `runs/NAME-<timestamp>/`:
     *.png          the figures
     report.md      the question, the table, what was measured, the figures, the command
 
-The folder is assembled under a temporary name and renamed into place, so it appears whole
-or not at all; every file in it is written atomically too.
+The folder is assembled under a temporary name (`.NAME-XXXXXXXX.tmp`, locked while it is
+written) and renamed into place, so it appears whole or not at all; every file in it is
+written atomically too, and folders and files get the permissions of the umask. A run killed
+while writing leaves its temporary folder behind; the next run into the same folder removes
+it (`clean_stale_temporaries`: unlocked, and older than both that run's start and a minute).
+
+The terminal table fits the terminal's real width (`print_table`: headers wrap, numbers never
+do; too narrow, one block per row); numbers have 4 significant digits and thousands
+separators there, and every digit results.json keeps in report.md (`format_full`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import json
 import math
 import os
 import platform
+import stat
 import sys
 import tempfile
 import time
@@ -284,14 +292,49 @@ def _check_finite(where: str, value: Any) -> None:
             _check_finite(f"{where}[{i}]", v)
 
 
-def _plain(value: Any) -> Any:
-    """numpy/jax scalars and arrays as Python floats, ints and lists (for JSON and CSV)."""
+def _float32_mode() -> bool:
+    import jax
+
+    return not jax.config.jax_enable_x64
+
+
+def _short(x: float, float32: bool) -> float:
+    """`x` written with the fewest digits that read back as the same value in the working
+    precision: a float that is exactly a float32 value, in float32 mode, as the shortest
+    float32 repr (100.00000762939453 -> 100.00001); anything else unchanged."""
+    import numpy as np
+
+    if float32 and math.isfinite(x):
+        f = np.float32(x)
+        if float(f) == x:
+            return float(str(f))
+    return x
+
+
+def _plain(value: Any, float32: bool | None = None) -> Any:
+    """numpy/jax scalars and arrays as Python floats, ints and lists (for JSON and CSV),
+    floats shortened to the digits the working precision holds (`_short`; numpy/jax float32
+    values always, Python floats when jax_enable_x64 is off)."""
+    import numpy as np
+
+    if float32 is None:
+        float32 = _float32_mode()
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _plain(v, float32) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, float32) for v in value]
+    if isinstance(value, float):
+        return _short(value, float32)
+    if hasattr(value, "dtype") and hasattr(value, "tolist") and not isinstance(value,
+                                                                             (str, bytes)):
+        arr = np.asarray(value)
+        if arr.dtype.kind == "f" and arr.dtype.itemsize < 8:
+            # float32 (or narrower) values: their own shortest repr, whatever the mode
+            short = np.array([float(str(x)) for x in arr.ravel()], dtype=np.float64)
+            return _plain(short.reshape(arr.shape).tolist(), False)
+        return _plain(arr.tolist(), float32)
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
-        return _plain(value.tolist())
+        return _plain(value.tolist(), float32)
     return value
 
 
@@ -304,30 +347,87 @@ def _csv(table: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _fmt(value: Any) -> str:
+# ---------------------------------------------------------------------------------------
+# Numbers and headers as a person reads them
+# ---------------------------------------------------------------------------------------
+
+SIGNIFICANT = 4     # significant digits of a float in a printed table
+NO_VALUE = "—"      # a cell with no value (None): "does not apply", never 0
+
+
+def format_value(value: Any, none: str = NO_VALUE) -> str:
+    """A table cell for the terminal: floats to 4 significant digits with thousands
+    separators (never fewer digits than the integer part has: 35,199 not 3.52e+04 or 35,200),
+    scientific notation only below 1e-4 or from 1e15 on; integers in full with separators;
+    None as `none`."""
     if value is None:
-        return ""
+        return none
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+        if not math.isfinite(value):
+            return str(value)
+        if value == 0:
+            return "0"
+        if abs(value) < 1e-4 or abs(value) >= 1e15:
+            return f"{value:.{SIGNIFICANT - 1}e}"
+        rounded = float(f"{value:.{SIGNIFICANT}g}")       # 999.97 -> 1000: one digit more
+        decimals = max(0, SIGNIFICANT - 1 - math.floor(math.log10(abs(rounded))))
+        text = f"{value:,.{decimals}f}"
+        return text.lstrip("-") if float(text.replace(",", "")) == 0 else text
     return str(value)
 
 
-def _markdown_table(table: list[dict[str, Any]]) -> str:
+def format_full(value: Any, none: str = NO_VALUE) -> str:
+    """A table cell for report.md: every digit results.json keeps (the shortest repr in the
+    working precision), with thousands separators in the integer part."""
+    if isinstance(value, float) and math.isfinite(value) and "e" not in repr(value):
+        whole, _, frac = repr(value).partition(".")
+        sign = "-" if whole.startswith("-") else ""
+        whole = f"{int(whole.lstrip('-')):,}"
+        return f"{sign}{whole}.{frac}" if frac and frac != "0" else f"{sign}{whole}"
+    return format_value(value, none)
+
+
+def column_headers(keys: Iterable[str], headers: dict[str, str] | None = None) -> list[str]:
+    """The header a person reads for each table key: `headers` (the experiment's), then
+    `_common.STATS_HEADERS`, then the key itself."""
+    from ._common import STATS_HEADERS
+
+    headers = headers or {}
+    return [headers.get(k) or STATS_HEADERS.get(k) or k for k in keys]
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown_table(table: list[dict[str, Any]], headers: dict[str, str] | None = None) -> str:
     if not table:
         return "(no rows)\n"
     cols = list(table[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(row[c]) for c in cols) + " |" for row in table]
+    human = column_headers(cols, headers)
+    align = ["---" if isinstance(table[0][c], str) else "---:" for c in cols]
+    lines = ["| " + " | ".join(_md_cell(h) for h in human) + " |",
+             "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(_md_cell(format_full(row[c])) for c in cols) + " |"
+              for row in table]
     return "\n".join(lines) + "\n"
 
 
-def _report(module, cfg, meta, outcome: Outcome, figures: Sequence[str]) -> str:
+def _report(module, cfg, meta, outcome: Outcome, figures: Sequence[str],
+            table: list[dict[str, Any]] | None = None) -> str:
     lines = [f"# {module.NAME}", "", f"**Question.** {module.QUESTION}", "",
              f"Command: `{meta['command']}`  ", f"Run {meta['date']} on "
              f"{meta['device']['kind']} ({meta['device']['backend']}), "
              f"{meta['elapsed_s']:.1f} s; key `jax.random.key({meta['seed']})`; "
              f"hedgejax {meta['versions']['hedgejax']}, jax {meta['versions']['jax']}.", "",
-             f"## {outcome.title or 'Results'}", "", _markdown_table(outcome.table)]
+             f"## {outcome.title or 'Results'}", ""]
+    if outcome.caption:
+        lines += [outcome.caption, ""]
+    lines += [_markdown_table(outcome.table if table is None else table, outcome.headers)]
     if outcome.findings:
         lines += ["## What was measured", ""] + [f"- {f}" for f in outcome.findings] + [""]
     if figures:
@@ -337,22 +437,146 @@ def _report(module, cfg, meta, outcome: Outcome, figures: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _print_table(title: str, table: list[dict[str, Any]], folder: Path,
-                 display: list[str] | None) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+# ---------------------------------------------------------------------------------------
+# The terminal table: fits the terminal, never cuts a number
+# ---------------------------------------------------------------------------------------
 
+_GAP = 2    # columns between two table columns (box.SIMPLE_HEAVY, no edges, collapsed padding)
+
+
+def _words(text: str) -> list[str]:
+    return text.split() or [""]
+
+
+def _lines(text: str, width: int) -> int:
+    """How many lines `text` takes wrapped between words at `width` (rich's word wrap)."""
+    from rich.cells import cell_len
+
+    lines, used = 1, 0
+    for word in _words(text):
+        n = cell_len(word)
+        if used and used + 1 + n > width:
+            lines, used = lines + 1, 0
+        used = n if not used else used + 1 + n
+    return lines
+
+
+def _column_widths(headers: list[str], cells: list[list[str]], numeric: list[bool],
+                   width: int) -> list[int] | None:
+    """Column widths that fit `width`: numbers never wrap (a numeric column is as wide as its
+    widest cell), headers and labels wrap between words (a column is at least as wide as its
+    longest word). Of the layouts that fit, the one with the fewest lines (header lines plus
+    row lines), then the narrowest. None when even the narrowest layout does not fit."""
+    from rich.cells import cell_len
+
+    room = width - _GAP * (len(headers) - 1)
+    lo, hi = [], []
+    for j, head in enumerate(headers):
+        col = [row[j] for row in cells]
+        fixed = max((cell_len(c) for c in col), default=0) if numeric[j] else 0
+        wrapped = [head] + ([] if numeric[j] else col)
+        lo.append(max([fixed, 1] + [cell_len(w) for t in wrapped for w in _words(t)]))
+        hi.append(max([lo[-1]] + [cell_len(t) for t in wrapped]))
+    if sum(lo) > room:
+        return None
+    best: tuple[int, int, list[int]] | None = None
+    max_head = max(_lines(h, w) for h, w in zip(headers, lo, strict=True))
+    max_cell = max([1] + [_lines(row[j], lo[j]) for row in cells for j in range(len(headers))
+                          if not numeric[j]])
+    for head_lines in range(1, max_head + 1):
+        for cell_lines in range(1, max_cell + 1):
+            widths = []
+            for j, head in enumerate(headers):
+                w = lo[j]
+                while w < hi[j] and (_lines(head, w) > head_lines or (
+                        not numeric[j] and any(_lines(row[j], w) > cell_lines
+                                               for row in cells))):
+                    w += 1
+                widths.append(w)
+            if sum(widths) > room:
+                continue
+            height = (max(_lines(h, w) for h, w in zip(headers, widths, strict=True))
+                      + sum(max([1] + [_lines(row[j], widths[j]) for j in range(len(row))
+                                       if not numeric[j]]) for row in cells))
+            if best is None or (height, sum(widths)) < best[:2]:
+                best = (height, sum(widths), widths)
+    return best[2] if best else lo
+
+
+def _console(console=None):
+    from rich.console import Console
+
+    return console if console is not None else Console()
+
+
+def _none_mark(console) -> str:
+    return NO_VALUE if (console.encoding or "").lower().startswith("utf") else "-"
+
+
+def print_table(title: str, table: list[dict[str, Any]], *, headers: dict[str, str] | None = None,
+                caption: str = "", display: list[str] | None = None, console=None) -> None:
+    """Print `table` to the terminal at its real width: human headers (wrapped between words
+    when narrow), numbers in full at 4 significant digits, the caption underneath. When the
+    columns cannot fit side by side, one block per row ("header  value") instead."""
+    from rich import box
+    from rich.table import Column, Table
+    from rich.text import Text
+
+    console = _console(console)
     cols = display or (list(table[0]) if table else [])
-    t = Table(title=escape(title))
-    for col in cols:
-        t.add_column(escape(col),
-                     justify="left" if isinstance(table[0][col], str) else "right")
-    for row in table:
-        t.add_row(*(escape(_fmt(row[c])) for c in cols))
-    console = Console(width=max(100, Console().width))
+    human = column_headers(cols, headers)
+    none = _none_mark(console)
+    cells = [[format_value(row[c], none) for c in cols] for row in table]
+    numeric = [any(isinstance(row[c], (int, float)) and not isinstance(row[c], bool)
+                   for row in table) for c in cols]
+    console.print(Text(title, style="bold"))
+    widths = _column_widths(human, cells, numeric, console.width) if cols else []
+    if widths is not None:
+        # fixed widths, each at least its widest number: a number is never wrapped or cut
+        t = Table(*(Column(Text(h), width=w, justify="right" if num else "left",
+                           overflow="fold")
+                    for h, w, num in zip(human, widths, numeric, strict=True)),
+                  box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False, padding=(0, 1),
+                  collapse_padding=True)
+        for row in cells:
+            t.add_row(*(Text(c) for c in row))
+        console.print(t)
+    else:
+        # one block per row: the row's label (first column), then "header  value" lines
+        from rich.padding import Padding
+
+        grid = Table.grid(Column(overflow="fold"), Column(justify="right", no_wrap=True),
+                          padding=(0, 0, 0, 2))
+        for i, row in enumerate(cells):
+            if i:
+                grid.add_row("", "")
+            grid.add_row(Text(f"{human[0]}: {row[0]}", style="bold"), "")
+            for h, c in zip(human[1:], row[1:], strict=True):
+                grid.add_row(Padding(Text(h), (0, 0, 0, 2)), Text(c))
+        console.print(grid)
+    if caption:
+        console.print(Text(caption, style="dim"))
+
+
+def print_list_table(console=None) -> None:
+    """`hedgejax experiment list`: every experiment's name and question, at the terminal's
+    real width (the question wraps; the name never does)."""
+    from rich import box
+    from rich.table import Column, Table
+    from rich.text import Text
+
+    from . import NAMES
+
+    console = _console(console)
+    name_width = max(len(n) for n in NAMES)
+    t = Table(Column("name", no_wrap=True, min_width=name_width),
+              Column("question", overflow="fold"), box=box.SIMPLE_HEAVY, show_edge=False,
+              pad_edge=False, padding=(0, 1))
+    for name in NAMES:
+        t.add_row(Text(name, style="bold"), Text(load_module(name).QUESTION))
+    console.print(Text("hedgejax experiments (run one: hedgejax experiment NAME)",
+                       style="bold"))
     console.print(t)
-    console.print(f"wrote {folder}")
 
 
 def _command(name: str, config: str | os.PathLike | None, paths: int | None,
@@ -365,6 +589,90 @@ def _command(name: str, config: str | os.PathLike | None, paths: int | None,
     if seed is not None:
         parts += ["--seed", str(seed)]
     return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------
+# Temporary run folders left by a killed run
+# ---------------------------------------------------------------------------------------
+
+STALE_MIN_AGE_S = 60.0   # a temporary folder younger than this is never touched
+
+
+def _lock_folder(folder: Path) -> int | None:
+    """Hold an exclusive lock on `folder` while the run writes into it (released by the
+    kernel when the process ends, SIGKILL included); the descriptor, or None where locks are
+    not available."""
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _in_use(folder: Path) -> bool:
+    """Whether a live run holds `folder`'s lock (True too when that cannot be told)."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)    # closing releases the probe's lock
+    return False
+
+
+def clean_stale_temporaries(out: str | os.PathLike, before: float | None = None) -> list[Path]:
+    """Remove the temporary run folders (`.NAME-*.tmp`, NAME an experiment) that a run killed
+    while writing (SIGKILL, power loss) left in `out`. A folder is stale when all of these
+    hold: it is a real folder (not a link); it was last modified before `before` (the run
+    start; default now) and at least STALE_MIN_AGE_S seconds ago; and no process holds its
+    lock (a run locks its folder from creation until the rename, and the kernel drops the
+    lock when that process dies). Where file locks are unavailable nothing is removed.
+    Returns the folders removed."""
+    import shutil
+
+    from . import NAMES
+
+    out = Path(out)
+    now = time.time()
+    before = now if before is None else before
+    removed = []
+    try:
+        entries = list(out.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.name.endswith(".tmp")
+                and any(entry.name.startswith(f".{n}-") for n in NAMES)):
+            continue
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            continue
+        if info.st_mtime >= before or info.st_mtime > now - STALE_MIN_AGE_S:
+            continue
+        if _in_use(entry):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry)
+    return removed
 
 
 def run_experiment(name: str, *, config: str | os.PathLike | None = None,
@@ -409,27 +717,37 @@ def run_experiment(name: str, *, config: str | os.PathLike | None = None,
         n += 1
     from hedgejax._io import atomic_write, atomic_write_text, normal_mode
 
+    clean_stale_temporaries(out, before=started.timestamp())
     tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".{name}-", suffix=".tmp"))
+    lock = _lock_folder(tmp)
     normal_mode(tmp, directory=True)
     try:
-
         atomic_write_text(tmp / "results.json",
                           json.dumps(payload, indent=2, allow_nan=False) + "\n")
         atomic_write_text(tmp / "summary.csv", _csv(table))
         import matplotlib.pyplot as plt
 
+        from ._common import finish_figure
+
         for stem, fig in outcome.figures.items():
+            finish_figure(fig)
             atomic_write(tmp / f"{stem}.png",
                          lambda p, fig=fig: fig.savefig(p, format="png", dpi=110))
             plt.close(fig)
         atomic_write_text(tmp / "report.md",
-                          _report(module, cfg, meta, outcome, list(outcome.figures)))
+                          _report(module, cfg, meta, outcome, list(outcome.figures), table))
         os.rename(tmp, final)
     except BaseException:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     if show:
-        _print_table(outcome.title or module.QUESTION, table, final, outcome.display)
+        console = _console()
+        print_table(outcome.title or module.QUESTION, table, headers=outcome.headers,
+                    caption=outcome.caption, display=outcome.display, console=console)
+        console.print(f"wrote {final}", soft_wrap=True)
     return final

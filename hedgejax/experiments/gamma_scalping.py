@@ -238,8 +238,9 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
                   label="hedged at realised: mean")
     ax[0, 0].axhline(0.0, color="k", linewidth=0.5)
     ax[0, 0].set_xlabel("realised - implied vol (vol points)")
-    ax[0, 0].set_ylabel("mean P&L at T")
-    ax[0, 0].set_title(f"long {cfg['position']}, implied {implied:.0%}, hedged daily")
+    ax[0, 0].set_ylabel("mean P&L at expiry ($ per book)")
+    ax[0, 0].set_title(f"long {contracts:g} {cfg['position']}(s), implied {implied:.0%}, "
+                       "hedged daily", fontsize=10)
     ax[0, 0].legend(fontsize=7)
     ax[0, 1].errorbar(spreads, [r["mean_pnl"] - r["theory_mean"] for r in table],
                       yerr=[2 * r["stderr"] for r in table], fmt="o", color="tab:blue",
@@ -248,8 +249,8 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
                   "x", color="tab:red", label="hedged at realised - BS difference")
     ax[0, 1].axhline(0.0, color="k", linewidth=0.5)
     ax[0, 1].set_xlabel("realised - implied vol (vol points)")
-    ax[0, 1].set_ylabel("mean P&L - reference")
-    ax[0, 1].set_title("residuals")
+    ax[0, 1].set_ylabel("mean P&L - reference ($)")
+    ax[0, 1].set_title("measured minus reference (0 = agreement)", fontsize=10)
     ax[0, 1].legend(fontsize=7)
     ax[0, 2].plot(spreads, [r["std_pnl"] for r in table], "o-", label="hedged at implied")
     ax[0, 2].plot(spreads, [r["realised_hedge_std"] for r in table], "x-",
@@ -257,13 +258,29 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     ax[0, 2].plot(spreads, [r["realised_hedge_std_dk"] for r in table], ":", color="k",
                   label="Derman-Kamal at realised vol")
     ax[0, 2].set_xlabel("realised - implied vol (vol points)")
-    ax[0, 2].set_ylabel("P&L std")
-    ax[0, 2].set_title("dispersion of the P&L")
+    ax[0, 2].set_ylabel("P&L std ($ per book)")
+    ax[0, 2].set_title("dispersion of the P&L", fontsize=10)
     ax[0, 2].legend(fontsize=7)
-    fig.tight_layout()
 
+    caption = (f"Long {contracts:g} at-the-money {cfg['position']}(s) (strike {strike:g}, "
+               f"{T:g} years) bought at {implied:.0%} implied vol for ${premium:,.3f}, "
+               f"delta-hedged daily ({n_steps} rebalances) at the implied vol, in "
+               f"Black-Scholes worlds at each realised vol (drift {drift:g}); {n:,} paths each. "
+               f"Money in $ per book at expiry; P&L > 0 is a gain. Vols are fractions (0.2 = "
+               f"20%); theory = E[1/2 int Gamma S^2 (realised^2 - implied^2) dt]; z = (mean - "
+               f"theory) / SE; BS difference = what hedging at the realised vol earns in "
+               f"continuous time.")
     return Outcome(
         table=table, findings=findings, title="gamma scalping: mean P&L against theory",
+        caption=caption,
+        headers={"realised_vol": "realised vol", "spread": "realised - implied vol",
+                 "stderr": "SE of mean ($)", "theory_mean": "theory mean ($)",
+                 "z": "z vs theory", "bs_difference": "BS difference ($)",
+                 "p_loss": "P(loss)", "realised_hedge_mean": "mean P&L at realised ($)",
+                 "realised_hedge_std": "P&L std at realised ($)",
+                 "realised_hedge_p_loss": "P(loss) at realised",
+                 "realised_hedge_std_dk": "Derman-Kamal std at realised ($)",
+                 "mean_cost": "mean cost ($)"},
         display=["realised_vol", "spread", "mean_pnl", "stderr", "theory_mean", "z",
                  "bs_difference", "std_pnl", "p_loss", "realised_hedge_mean",
                  "realised_hedge_std", "realised_hedge_std_dk"],

@@ -89,36 +89,18 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     table, results = [], {}
     for label, strategy in ctx.track(strategies, "hedging"):
         res = hj.hedge(model, book, strategy, costs, grid, n, key)
-        row = stats_row(label, res, total_commission=float(np.mean(res.cost)))
-        table.append(row)
+        table.append(stats_row(label, res))
         results[label] = res
     base = table[1]
-    for row in table[2:]:
-        row["commission_saved"] = base["mean_cost"] - row["mean_cost"]
-        row["std_increase"] = row["std_pnl"] - base["std_pnl"]
-    for row in table[:2]:
-        row["commission_saved"] = 0.0 if row is base else base["mean_cost"] - row["mean_cost"]
-        row["std_increase"] = row["std_pnl"] - base["std_pnl"]
+    # Against hedging at every rebalance: what each band saves and what it adds to the risk.
+    # The unhedged row pays no commission and is not a hedge: no value (None), not 0.
+    for row in table:
+        hedged = row is not table[0]
+        row["commission_saved"] = base["mean_cost"] - row["mean_cost"] if hedged else None
+        row["std_increase"] = row["std_pnl"] - base["std_pnl"] if hedged else None
 
     trades = _sample_path(model, call, cfg["contracts"], grid, jax.random.fold_in(key, 1))
     n_rebalances = grid.n_steps
-    fig_pnl, ax = figure()
-    histograms(ax[0, 0], {"unhedged": results["unhedged"].pnl,
-                          base["strategy"]: results[base["strategy"]].pnl})
-    ax[0, 0].set_title(f"{cfg['contracts']:,.0f} calls over {cfg['days']} days")
-    fig_path, axes = figure(ncols=2)
-    steps = [r["step"] for r in trades]
-    axes[0, 0].plot(steps, [r["spot"] for r in trades], color="tab:blue")
-    axes[0, 0].set_xlabel("rebalance")
-    axes[0, 0].set_ylabel("spot")
-    axes[0, 0].set_title("a path where spot rises")
-    axes[0, 1].bar(steps[1:], [r["trade"] for r in trades[1:]], color="tab:red")
-    axes[0, 1].set_xlabel("rebalance")
-    axes[0, 1].set_ylabel("shares traded (< 0 sold)")
-    axes[0, 1].set_title(f"after selling {-trades[0]['trade']:,.0f} at t0, the hedge "
-                         "sells as delta rises", fontsize=10)
-    fig_path.tight_layout()
-
     # the widest band whose P&L std stays within 10% of hedging at every rebalance
     close = [r for r in table[2:] if r["std_pnl"] <= 1.1 * base["std_pnl"]]
     best_band = max(close, key=lambda r: r["commission_saved"]) if close else None
@@ -142,10 +124,99 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
             f"${best_band['commission_saved']:,.0f} of commission a book "
             f"({best_band['commission_saved'] / base['mean_cost']:.0%}) for "
             f"{best_band['std_increase']:+,.0f} of P&L std.")
+    book_text = (f"Long {cfg['contracts']:,.0f} calls (strike {strike:,.2f}, delta "
+                 f"{cfg['delta']:g}, {cfg['option_maturity']:g} years)")
+    caption = (f"{book_text}, hedged with shares for {cfg['days']} trading days "
+               f"({n_rebalances} rebalances) at ${cfg['commission']:g} a trade; {n:,} paths. "
+               f"Money in $ per book at day {cfg['days']}; P&L > 0 is a gain; 99% VaR and ES "
+               f"are positive losses. Saved: commission saved, std added: P&L std added, "
+               f"against {base['strategy']} (hedging at all {n_rebalances} rebalances); the "
+               f"unhedged row pays no commission (—). Bands are half-widths in shares.")
+    figures = _figures(cfg, table, results, trades, strike)
     return Outcome(
         table=table, findings=findings, title="hedged vs unhedged, and what bands save",
+        caption=caption,
+        headers={"mean_cost": "commission ($)", "mean_trades": "trades per path",
+                 "commission_saved": "saved ($)", "std_increase": "std added ($)"},
         display=["strategy", "mean_pnl", "std_pnl", "es_0.99", "mean_cost", "mean_trades",
-                 "commission_saved"],
+                 "commission_saved", "std_increase"],
         results={"strike": strike, "horizon_years": horizon, "rebalances": n_rebalances,
                  "sample_path_trades": trades},
-        figures={"pnl_hist": fig_pnl, "sample_path": fig_path})
+        figures=figures)
+
+
+def _figures(cfg, table, results, trades, strike) -> dict[str, Any]:
+    """pnl_hist (unhedged vs hedged; the hedges on their own x range), sample_path (spot, the
+    hedge and a band around its target, the trades) and bands (what each band saves and
+    adds)."""
+    base, bands = table[1], table[2:]
+    contracts, days = cfg["contracts"], cfg["days"]
+    fig_pnl, ax = figure(ncols=2, size=(11.5, 4.3))
+    histograms(ax[0, 0], {"unhedged": results["unhedged"].pnl,
+                          base["strategy"]: results[base["strategy"]].pnl},
+               xlabel=f"P&L at day {days} ($)")
+    ax[0, 0].set_title(f"{contracts:,.0f} long calls: unhedged vs delta hedged", fontsize=10)
+    import matplotlib.pyplot as plt
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    ax[0, 1].set_prop_cycle(color=colors[1:])   # the delta hedge keeps its colour
+    histograms(ax[0, 1], {r["strategy"]: results[r["strategy"]].pnl for r in table[1:]},
+               xlabel=f"P&L at day {days} ($)")
+    ax[0, 1].set_title("the hedges alone, on their own P&L range", fontsize=10)
+    for a in ax[0]:
+        a.tick_params(axis="x", labelrotation=30)
+
+    per_day = cfg["per_day"]
+    days_axis = np.array([r["step"] for r in trades]) / per_day
+    band_widths = [float(w) for w in cfg["bands"]]   # table[2:] in this order
+    # on the path, the band that saves closest to half the commission on average
+    band_i = (min(range(len(bands)),
+                  key=lambda i: abs(bands[i]["commission_saved"] / base["mean_cost"] - 0.5))
+              if bands and base["mean_cost"] > 0 else None)
+    fig_path, axes = figure(ncols=3, size=(15.0, 4.2))
+    axes[0, 0].plot(days_axis, [r["spot"] for r in trades], color="tab:blue")
+    axes[0, 0].axhline(cfg["spot"], color="k", linewidth=0.5)
+    axes[0, 0].set_xlabel("trading day")
+    axes[0, 0].set_ylabel("spot ($)")
+    axes[0, 0].set_title("the simulated path (of 200) where spot rises most", fontsize=10)
+    target = np.array([r["shares_held"] for r in trades])
+    axes[0, 1].step(days_axis, target, where="post", color="tab:orange",
+                    label=f"delta hedge ({per_day} rebalances a day)")
+    if band_i is not None:
+        width = band_widths[band_i]
+        held, position = [], 0.0
+        for t in target:
+            position = float(np.clip(position, t - width, t + width))
+            held.append(position)
+        axes[0, 1].fill_between(days_axis, target - width, target + width, step="post",
+                                color="tab:green", alpha=0.15,
+                                label=f"no-trade band +/-{width:,.0f} shares")
+        axes[0, 1].step(days_axis, held, where="post", color="tab:green",
+                        label="band hedge (trades to the band's edge)")
+    axes[0, 1].set_xlabel("trading day")
+    axes[0, 1].set_ylabel("shares held (< 0: short)")
+    axes[0, 1].set_title("hedge position on that path", fontsize=10)
+    axes[0, 1].legend(fontsize=8)
+    axes[0, 2].bar(days_axis[1:], [r["trade"] for r in trades[1:]], width=0.8 / per_day,
+                   color="tab:red")
+    axes[0, 2].axhline(0.0, color="k", linewidth=0.5)
+    axes[0, 2].set_xlabel("trading day")
+    axes[0, 2].set_ylabel("shares traded (< 0: sold)")
+    axes[0, 2].set_title(f"delta hedge trades after the first (sold {-trades[0]['trade']:,.0f} "
+                         "at day 0)", fontsize=10)
+
+    fig_bands, bax = figure(size=(6.5, 4.3))
+    widths = [0.0] + band_widths
+    saved = [0.0] + [r["commission_saved"] for r in bands]
+    added = [0.0] + [r["std_increase"] for r in bands]
+    bax[0, 0].plot(widths, saved, "o-", color="tab:green", label="commission saved ($)")
+    bax[0, 0].plot(widths, added, "s-", color="tab:red", label="P&L std added ($)")
+    bax[0, 0].axhline(base["mean_cost"], color="tab:green", linestyle=":", linewidth=1,
+                      label=f"all the commission (${base['mean_cost']:,.0f})")
+    bax[0, 0].set_xlabel("no-trade band half-width (shares; 0 = delta hedge)")
+    bax[0, 0].set_ylabel("$ per book")
+    bax[0, 0].set_title(f"what a band saves and costs in risk, vs {base['strategy']}",
+                        fontsize=10)
+    bax[0, 0].legend(fontsize=8)
+    bax[0, 0].grid(alpha=0.3)
+    return {"pnl_hist": fig_pnl, "sample_path": fig_path, "bands": fig_bands}

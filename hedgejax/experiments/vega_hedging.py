@@ -131,16 +131,15 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
 
     fig, ax = figure(ncols=2, size=(12.0, 4.4))
     histograms(ax[0, 0], {k: v.pnl for k, v in results.items()})
-    ax[0, 0].set_title(f"{cfg['contracts']:g} call(s) K={cfg['strike']:g}, "
-                       f"T={cfg['maturity']:g}: P&L after costs", fontsize=10)
+    ax[0, 0].set_title(f"long {cfg['contracts']:g} call(s) K={cfg['strike']:g}, "
+                       f"T={cfg['maturity']:g} years, Heston: P&L after costs", fontsize=10)
     import matplotlib.pyplot as plt
 
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     ax[0, 1].set_prop_cycle(color=colors[1:])   # same colours as the left panel
     histograms(ax[0, 1], {k: v.hedge_error for k, v in results.items() if k != "unhedged"},
-               xlabel="frictionless residual P&L at T")
-    ax[0, 1].set_title("hedged residuals before costs", fontsize=10)
-    fig.tight_layout()
+               xlabel="P&L before costs at T ($)")
+    ax[0, 1].set_title("the hedges alone, before costs, on their own range", fontsize=10)
 
     rows = {r["strategy"]: r for r in table}
     un, delta = rows["unhedged"], rows["delta"]
@@ -182,8 +181,20 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
         f"Frictionless means are 0 in theory (true model, risk-neutral world); the largest "
         f"deviation is {worst['strategy']}'s {worst['mean_frictionless']:+.4f}, "
         f"{worst['z_frictionless_vs_0']:+.1f} standard errors.")
+    caption = (f"Long {cfg['contracts']:g} call(s) (strike {cfg['strike']:g}, {maturity:g} "
+               f"years) bought at the Heston price in a Heston world, hedged to expiry over "
+               f"{cfg['steps']} rebalances with shares, and for delta-vega / delta-gamma a "
+               f"listed call (strike {cfg['listed_strike']:g}, {cfg['listed_maturity']:g} "
+               f"years) paying ${cfg['listed_half_spread']:g} a unit; shares pay "
+               f"{cfg['share_cost_rate']:.2%} of the traded value; {n:,} paths. Money in $ at "
+               f"expiry; P&L > 0 is a gain; 99% VaR and ES are positive losses. Frictionless: "
+               f"the same trades without costs (its mean is 0 in theory).")
     return Outcome(
-        table=table, findings=findings,
+        table=table, findings=findings, caption=caption,
+        headers={"mean_frictionless": "frictionless mean ($)",
+                 "z_frictionless_vs_0": "z of frictionless mean vs 0",
+                 "std_frictionless": "frictionless std ($)",
+                 "es_frictionless_0.99": "frictionless 99% ES ($ loss)"},
         title="residual risk of a short-dated call under Heston, by hedge",
         display=["strategy", "mean_pnl", "std_pnl", "es_0.99", "mean_cost",
                  "mean_frictionless", "std_frictionless", "es_frictionless_0.99"],

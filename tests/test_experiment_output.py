@@ -1,0 +1,276 @@
+"""What an experiment shows a person: terminal tables that fit the terminal and never cut a
+number, numbers with thousands separators at 4 significant digits, human headers and a
+caption, results.json without float32 noise, figures whose labels are not clipped, run
+folders under the umask, and temporary folders of killed runs cleaned up."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from hedgejax.experiments import NAMES, _framework
+from hedgejax.experiments._common import figure, finish_figure, histograms
+from hedgejax.experiments._framework import (
+    clean_stale_temporaries,
+    format_full,
+    format_value,
+    print_list_table,
+    print_table,
+    run_experiment,
+)
+
+# a table with the magnitudes that broke the old layout: 35,199 beside 1,393, small means,
+# None where a column does not apply, long labels and long human headers
+TABLE = [
+    {"strategy": "unhedged", "mean_pnl": -12.3456, "std_pnl": 35199.2971, "es_0.99": 81234.5,
+     "mean_cost": 0.0, "mean_trades": 0.0, "commission_saved": None, "std_increase": None},
+    {"strategy": "delta x2/day", "mean_pnl": -0.0731234, "std_pnl": 1393.4, "es_0.99": 3512.2,
+     "mean_cost": 1999.997, "mean_trades": 39.99, "commission_saved": 0.0,
+     "std_increase": 0.0},
+    {"strategy": "band +/-1000 sh", "mean_pnl": -0.000012345, "std_pnl": 1593.4,
+     "es_0.99": 4512.2, "mean_cost": 299.997, "mean_trades": 5.99,
+     "commission_saved": 1700.0, "std_increase": 200.123},
+]
+HEADERS = {"commission_saved": "commission saved vs delta ($)",
+           "std_increase": "P&L std added vs delta ($)", "mean_trades": "trades per path"}
+
+
+def _render(width, fn, *args, **kwargs) -> str:
+    console = Console(width=width, record=True, file=io.StringIO(), color_system=None)
+    fn(*args, console=console, **kwargs)
+    return console.export_text()
+
+
+def _tokens(text: str) -> Counter:
+    return Counter(text.replace("│", " ").replace("┃", " ").split())
+
+
+def _assert_fits_and_whole(text: str, width: int, table, cols) -> None:
+    # the run folder's path ("wrote PATH") is printed whole, to be copied: not checked
+    lines = [line for line in text.splitlines() if not line.startswith("wrote ")]
+    assert max(len(line.rstrip()) for line in lines) <= width
+    assert "…" not in text
+    tokens = _tokens(text)
+    need = Counter(format_value(row[c]) for row in table for c in cols
+                   if not isinstance(row[c], str))
+    missing = {cell: n for cell, n in need.items() if tokens[cell] < n}
+    assert not missing, f"numbers cut or wrapped at width {width}: {missing}"
+
+
+@pytest.mark.parametrize("value,text", [
+    (35199.2971, "35,199"), (1393.4, "1,393"), (-0.0731234, "-0.07312"), (999.97, "1,000"),
+    (12.3456, "12.35"), (0.5, "0.5000"), (1.5e-6, "1.500e-06"), (2.5e16, "2.500e+16"),
+    (0.0, "0"), (-0.0, "0"), (-1e-12 + 1e-12, "0"), (1234567.8, "1,234,568"),
+    (3, "3"), (40000, "40,000"), (None, "—"), ("band", "band"), (True, "yes"),
+])
+def test_format_value(value, text):
+    assert format_value(value) == text
+
+
+def test_format_value_never_scientific_for_ordinary_magnitudes():
+    for x in np.geomspace(1e-4, 1e14, 60):
+        for v in (x, -x):
+            assert "e" not in format_value(float(v)), v
+            # 4 significant digits at least: the printed number is within 0.05% of v
+            assert abs(float(format_value(float(v)).replace(",", "")) - v) <= 5e-4 * abs(v)
+
+
+def test_format_full_keeps_every_digit():
+    assert format_full(1284.691810546875) == "1,284.691810546875"
+    assert format_full(-35199.3) == "-35,199.3"
+    assert format_full(2000.0) == "2,000"
+    assert float(format_full(0.1234567891).replace(",", "")) == 0.1234567891
+    assert format_full(None) == "—"
+
+
+@pytest.mark.parametrize("width", [40, 80, 120])
+def test_table_fits_the_terminal_and_never_cuts_a_number(width):
+    text = _render(width, print_table, "hedged vs unhedged", TABLE, headers=HEADERS,
+                   caption="Long 10,000 calls; money in $; P&L > 0 is a gain; VaR and ES "
+                           "are positive losses.")
+    _assert_fits_and_whole(text, width, TABLE, list(TABLE[0]))
+    assert "—" in text                      # no value, not 0
+    for word in ("commission", "saved", "P&L", "std", "added", "VaR", "positive"):
+        assert word in text
+    assert "commission_saved" not in text and "es_0.99" not in text   # human headers
+    vertical = "strategy: unhedged" in text
+    assert vertical == (width < 80)         # side by side at 80 columns, blocks at 40
+
+
+def test_list_table_fits_80_columns():
+    text = _render(80, print_list_table)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 80
+    tokens = _tokens(text)
+    for name in NAMES:
+        assert tokens[name] == 1
+
+
+def test_results_json_has_no_float32_noise(x64):
+    # float32 mode: a float that is exactly a float32 keeps only the float32 digits
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", False)
+    plain = _framework._plain({"spot": 100.00000762939453, "cost": 1999.9970703125,
+                               "arr": jnp.asarray([0.1, 2.2], dtype=jnp.float32),
+                               "np": np.float32(0.3), "f64": 0.1, "n": np.int32(7)})
+    assert json.dumps(plain) == ('{"spot": 100.00001, "cost": 1999.9971, "arr": [0.1, 2.2], '
+                                 '"np": 0.3, "f64": 0.1, "n": 7}')
+    # float64 mode: Python floats unchanged, float32 arrays still their own digits
+    jax.config.update("jax_enable_x64", True)
+    plain = _framework._plain({"spot": 100.00000762939453, "a": np.float32([0.1])})
+    assert plain == {"spot": 100.00000762939453, "a": [0.1]}
+
+
+def test_tick_labels_have_separators_and_are_not_clipped():
+    fig, ax = figure(ncols=2)
+    rng = np.random.default_rng(0)
+    histograms(ax[0, 0], {"unhedged": rng.normal(30000, 40000, 2000),
+                          "hedged": rng.normal(0, 1500, 2000)})
+    ax[0, 1].plot([0.0, 0.25, 0.5], [0.001, 0.002, 0.0015])
+    finish_figure(fig)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax[0, 0].get_xticklabels() if t.get_text()]
+    big = [t for t in labels if len(t.replace("\N{MINUS SIGN}", "").replace(",", "")) > 4]
+    assert big and all("," in t for t in big), labels
+    assert ax[0, 0].get_ylabel() == "density (1/$)"
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    for a in fig.get_axes():
+        (x0, x1), (y0, y1) = sorted(a.get_xlim()), sorted(a.get_ylim())
+        xticks = [t for t in a.get_xticklabels()
+                  if t.get_text() and x0 <= t.get_position()[0] <= x1]
+        yticks = [t for t in a.get_yticklabels()
+                  if t.get_text() and y0 <= t.get_position()[1] <= y1]
+        texts = [t for t in (a.xaxis.label, a.yaxis.label, a.title) if t.get_text()]
+        for t in texts + xticks + yticks:       # nothing clipped at the figure's edge
+            ext = t.get_window_extent(renderer)
+            assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1, t.get_text()
+            assert ext.y0 >= box.y0 - 1 and ext.y1 <= box.y1 + 1, t.get_text()
+        # tick labels do not run together ("100000125000150000")
+        exts = sorted((t.get_window_extent(renderer) for t in xticks), key=lambda e: e.x0)
+        for left, right in zip(exts, exts[1:], strict=False):
+            assert left.x1 < right.x0 or left.y1 < right.y0 or right.y1 < left.y0
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _make_temporary(out, name, age_s):
+    folder = out / f".{name}-abcd1234.tmp"
+    folder.mkdir()
+    (folder / "results.json").write_text("{")
+    past = time.time() - age_s
+    os.utime(folder, (past, past))
+    return folder
+
+
+def test_stale_temporaries_are_cleaned_and_live_ones_kept(tmp_path):
+    stale = _make_temporary(tmp_path, "market-maker", 7200)
+    fresh = tmp_path / ".gamma-scalping-fresh000.tmp"
+    fresh.mkdir()
+    other = tmp_path / ".not-an-experiment-x.tmp"
+    other.mkdir()
+    os.utime(other, (time.time() - 7200,) * 2)
+    a_file = tmp_path / ".market-maker-file.tmp"
+    a_file.write_text("")
+    os.utime(a_file, (time.time() - 7200,) * 2)
+    # a live run's folder, old but locked by a process that is still running
+    live = tmp_path / ".vega-hedging-live0000.tmp"
+    live.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+         "os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); "
+         "time.sleep(60)", str(live)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        os.utime(live, (time.time() - 7200,) * 2)
+        removed = clean_stale_temporaries(tmp_path)
+        assert removed == [stale] and not stale.exists()
+        assert fresh.exists() and other.exists() and a_file.exists() and live.exists()
+        # SIGKILL: the kernel drops the lock, and the next run removes the folder
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        assert clean_stale_temporaries(tmp_path) == [live] and not live.exists()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        holder.stdout.close()
+    # younger than the run start but not yet a minute old: kept (a run may be creating it)
+    young = _make_temporary(tmp_path, "market-maker", 10)
+    assert clean_stale_temporaries(tmp_path) == [] and young.exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_market_maker_output(tmp_path, capsys, monkeypatch, umask):
+    stale = _make_temporary(tmp_path, "market-maker", 7200)
+    monkeypatch.setenv("COLUMNS", "80")
+    old_mask = os.umask(umask)
+    try:
+        folder = run_experiment("market-maker", out=tmp_path, progress=False,
+                                overrides={"paths": 300, "days": 2, "per_day": 1,
+                                           "bands": [200.0, 1000.0]})
+    finally:
+        os.umask(old_mask)
+    assert not stale.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # run folder and files under the umask (not tempfile's drwx------ / -rw-------)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    for f in folder.iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f.name
+    if umask != 0o022:
+        return
+    out = capsys.readouterr().out
+    payload = json.loads((folder / "results.json").read_text())
+    table = payload["table"]
+    display = ["strategy", "mean_pnl", "std_pnl", "es_0.99", "mean_cost", "mean_trades",
+               "commission_saved", "std_increase"]
+    _assert_fits_and_whole(out, 80, table, display)
+    assert "10,000 calls" in out and "positive losses" in out     # the caption
+    assert "—" in out
+    wide = _render(120, print_table, "t", table, display=display)
+    _assert_fits_and_whole(wide, 120, table, display)
+    # the unhedged row has no commission to save: null, not 0
+    assert table[0]["commission_saved"] is None and table[0]["std_increase"] is None
+    assert table[1]["commission_saved"] == 0.0
+    # results.json: no float32 noise (a float that is a float32 has the float32 digits)
+
+    def floats(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                yield from floats(v)
+        elif isinstance(x, list):
+            for v in x:
+                yield from floats(v)
+        elif isinstance(x, float):
+            yield x
+    noisy = [x for x in floats(payload) if float(np.float32(x)) == x
+             and repr(x) != str(np.float32(x))]
+    assert not noisy, noisy[:5]
+    spot = payload["results"]["sample_path_trades"][0]["spot"]    # a float32 simulated
+    assert abs(spot - 100.0) < 1e-3 and len(repr(spot)) <= len("100.00001")
+    # summary.csv keeps the keys; report.md has human headers and the caption under the title
+    with open(folder / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == list(table[0]) and rows[0]["commission_saved"] == ""
+    report = (folder / "report.md").read_text()
+    title = report.index("## hedged vs unhedged")
+    caption = report.index("Long 10,000 calls")
+    header = report.index("| strategy | mean P&L ($) |")
+    assert title < caption < header
+    assert "es_0.99" not in report.split("## What was measured")[0]
+    assert {p.name for p in folder.glob("*.png")} == {"pnl_hist.png", "sample_path.png",
+                                                      "bands.png"}
