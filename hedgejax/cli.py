@@ -1,24 +1,69 @@
 """The `hedgejax` command line: price, greeks, hedge, fit-band, experiment and bench.
 
-Every command prints a table (rich) or, with --json, one JSON object. Bad input prints one
-line `hedgejax: error: ...` and exits with status 2.
+Every command prints a table (rich) or, with --json, one strict JSON object (a value that is
+not finite is null, and "notes" says why). Bad input prints one line `hedgejax: error: ...`
+naming the flag or config key, and exits with status 2. What can be checked in advance is
+checked before anything is computed, and before jax is imported: the flags (numbers in the
+range of float32, or float64 with --x64; seeds; counts), the simulated prices' range, the
+output paths; then the memory a run needs. Library errors are reported by the flags that
+supplied the values.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import math
+import re
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
+
+from . import __version__
+
+SEED_MAX = 2**32 - 1        # jax.random.key(seed) in 32-bit mode: larger seeds repeat others
+PATHS_MAX = 2**32 - 1       # paths are numbered by a uint32
+_FLOAT_MAX = {False: 3.4028234663852886e38, True: 1.7976931348623157e308}
+_FLOAT_TINY = {False: 1.1754943508222875e-38, True: 2.2250738585072014e-308}
+_SIGMAS = 8.0               # how far a simulated log-price may stray, in standard deviations
+_PROGRESS_MIN_WORK = 5_000_000      # paths x steps of a hedge that takes seconds on a CPU
+_PROGRESS_CHUNKS = 20
+_LANES = 64                 # hedge() lays paths out in rows of 64
+_MAX_MESSAGE = 500          # characters of a library message shown on the error line
+
+# Negative numbers such as -1e-3 or -inf are values, not flags: argparse alone only
+# recognises -1 and -.5, and says "expected one argument" for `--rate -1e-3`.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$",
+                              re.IGNORECASE)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """'(default: X)' after every flag's help, but switches' and unset options' (whose help
+    says what unset means)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line `PROG: error: ...` and exit status 2."""
+    """An ArgumentParser whose errors are one line `PROG: error: ...` and exit status 2, that
+    shows every flag's default and reads negative numbers in any notation as values."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str) -> NoReturn:  # one line, no usage dump
         first = message.splitlines()[0] if message else "invalid arguments"
+        if len(first) > _MAX_MESSAGE:
+            first = first[:_MAX_MESSAGE] + " ..."
         print(f"{self.prog.split()[0]}: error: {first}", file=sys.stderr)
         sys.exit(2)
 
@@ -29,137 +74,416 @@ def _fail(message: str) -> NoReturn:
 
 def _market_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("market (Black-Scholes)")
-    g.add_argument("--spot", type=float, default=100.0, help="spot price (default 100)")
-    g.add_argument("--vol", type=float, default=0.2, help="annual volatility (default 0.2)")
-    g.add_argument("--rate", type=float, default=0.0, help="continuous risk-free rate")
-    g.add_argument("--div", type=float, default=0.0, help="continuous dividend yield")
+    g.add_argument("--spot", type=float, default=100.0, help="spot price (currency)")
+    g.add_argument("--vol", type=float, default=0.2, help="annual volatility")
+    g.add_argument("--rate", type=float, default=0.0,
+                   help="continuous risk-free rate per year (negative allowed)")
+    g.add_argument("--div", type=float, default=0.0, help="continuous dividend yield per year")
     o = p.add_argument_group("option")
-    o.add_argument("--option", choices=["call", "put", "digital"], default="call")
-    o.add_argument("--strike", type=float, default=100.0)
-    o.add_argument("--maturity", type=float, default=1.0, help="years (default 1)")
+    o.add_argument("--option", choices=["call", "put", "digital"], default="call",
+                   help="European call, put, or cash-or-nothing digital call")
+    o.add_argument("--strike", type=float, default=100.0, help="strike (currency)")
+    o.add_argument("--maturity", type=float, default=1.0, help="years to expiry")
     o.add_argument("--quantity", type=float, default=1.0, help="units held (< 0 short)")
-    p.add_argument("--x64", action="store_true", help="compute in float64")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
+    p.add_argument("--json", action="store_true", help="print one JSON object, not a table")
+
+
+def _seed_arg(p: argparse.ArgumentParser, default: int | None) -> None:
+    p.add_argument("--seed", type=int, default=default,
+                   help=f"random seed, 0..{SEED_MAX}" + ("" if default is not None else
+                                                         " (default: the config's)"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="hedgejax", description="Monte Carlo hedging engine in JAX.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    parser.add_argument("--version", action="version", version=f"hedgejax {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser,
+                                metavar="COMMAND")
 
     p = sub.add_parser("price", help="Black-Scholes price of an option")
     _market_args(p)
     p = sub.add_parser("greeks", help="autodiff Greeks of an option")
     _market_args(p)
 
-    p = sub.add_parser("bench", help="run the benchmark suite (experiments/bench.py)")
+    p = sub.add_parser("bench", help="run the benchmark suite (experiments/bench.py of a "
+                                     "source checkout)")
     p.add_argument("--quick", action="store_true", help="small sizes, results in runs/")
-    p.add_argument("--only", default=None, help="workloads, e.g. w1,w3 (default all)")
+    p.add_argument("--only", default=None, help="workloads, e.g. w1,w3 (default: all)")
 
     p = sub.add_parser("experiment", help="run an experiment (`hedgejax experiment list`)")
     p.add_argument("name", help="experiment name, or 'list' to list them")
     p.add_argument("--config", metavar="FILE.toml", default=None,
                    help="TOML file overriding the experiment's defaults "
                         "(hedgejax experiment NAME --show-config)")
-    p.add_argument("--paths", type=int, default=None, help="Monte Carlo paths (override)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (override)")
+    p.add_argument("--show-config", action="store_true",
+                   help="print the experiment's default config (TOML) and exit")
+    p.add_argument("--paths", type=int, default=None,
+                   help="Monte Carlo paths (default: the config's)")
+    _seed_arg(p, None)
     p.add_argument("--out", metavar="DIR", default="runs",
-                   help="parent folder of the run folder NAME-<timestamp> (default runs)")
+                   help="parent folder of the run folder NAME-<timestamp>")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("fit-band", help="learn a no-trade band with optax (mean-variance)")
     _market_args(p)
-    p.add_argument("--steps", type=int, default=63, help="rebalancing grid steps (63)")
+    p.add_argument("--steps", type=int, default=63, help="rebalancing grid steps")
     p.add_argument("--horizon", type=float, default=None,
                    help="years hedged (default: the option's maturity)")
     p.add_argument("--band", choices=["constant", "ww", "learned"], default="constant",
                    help="constant width, Whalley-Wilmott (scale learned), or a learned MLP")
-    p.add_argument("--cost", type=float, default=0.002, help="proportional cost rate (0.002)")
+    p.add_argument("--cost", type=float, default=0.002, help="proportional cost rate")
     p.add_argument("--lam", type=float, default=1.0,
-                   help="risk aversion: minimise E[cost] + lam Var[hedge error] (1.0)")
-    p.add_argument("--iters", type=int, default=200, help="optimisation steps (200)")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate (0.05)")
+                   help="risk aversion: minimise E[cost] + lam Var[hedge error]")
+    p.add_argument("--iters", type=int, default=200, help="optimisation steps")
+    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
     p.add_argument("--paths", type=int, default=8192, help="paths per optimisation step")
-    p.add_argument("--eval-paths", type=int, default=100_000, help="paths to evaluate")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-paths", type=int, default=100_000,
+                   help="fresh paths to evaluate the fitted band and delta hedging")
+    _seed_arg(p, 0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("hedge", help="simulate hedging an option and summarise the P&L")
     _market_args(p)
     p.add_argument("--drift", type=float, default=None,
-                   help="real-world drift of the world (default: risk-neutral rate - div)")
+                   help="real-world drift of the world (default: risk-neutral, rate - div)")
     p.add_argument("--hedge-vol", type=float, default=None,
                    help="volatility the hedger believes (default: the world's --vol)")
-    p.add_argument("--steps", type=int, default=252, help="rebalancing grid steps (252)")
+    p.add_argument("--steps", type=int, default=252, help="rebalancing grid steps")
     p.add_argument("--strategy", choices=["none", "static", "delta", "band", "ww"],
-                   default="delta")
+                   default="delta", help="no hedge, static, delta, fixed band, "
+                                         "Whalley-Wilmott band")
     p.add_argument("--every", type=int, default=1, help="delta: rebalance every k steps")
     p.add_argument("--width", type=float, default=0.05, help="band: half-width in shares")
     p.add_argument("--risk-aversion", type=float, default=1.0, help="ww: risk aversion")
     p.add_argument("--cost", type=float, default=0.0, help="proportional cost rate")
-    p.add_argument("--fixed", type=float, default=0.0, help="fixed fee per trade")
+    p.add_argument("--fixed", type=float, default=0.0, help="fixed fee per trade (currency)")
     p.add_argument("--spread", type=float, default=0.0, help="half spread per share")
     p.add_argument("--unwind", action="store_true", help="sell the hedge at T, paying costs")
-    p.add_argument("--paths", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--alpha", type=float, default=0.99, help="VaR/ES confidence (0.99)")
+    p.add_argument("--paths", type=int, default=100_000, help="Monte Carlo paths (>= 2)")
+    _seed_arg(p, 0)
+    p.add_argument("--alpha", type=float, default=0.99, help="VaR/ES confidence, in (0, 1)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="write a histogram of hedged vs unhedged P&L")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown on a terminal for runs of seconds)")
     return parser
+
+
+# ---------------------------------------------------------------------------------------
+# Checks before jax is imported
+# ---------------------------------------------------------------------------------------
+
+_INT_FLAGS = {"paths": 1, "steps": 1, "every": 1, "iters": 1, "eval_paths": 40}
+_FLOAT_FLAGS = ("spot", "vol", "rate", "div", "strike", "maturity", "quantity", "cost",
+                "fixed", "spread", "width", "risk_aversion", "lam", "lr", "horizon", "drift",
+                "hedge_vol", "alpha")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse, naming the flag, every value that can be judged without computing."""
+    for name, low in _INT_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name == "paths" and args.command == "hedge":
+            low = 2     # the P&L's standard deviation needs two paths
+        if value < low:
+            why = {"eval_paths": " (the standard error uses 20 batch means of at least 2 "
+                                 "paths)",
+                   "paths": " (a standard deviation needs two paths)" if low == 2 else ""}
+            _fail(f"{_flag(name)} must be an integer >= {low}{why.get(name, '')}, got {value}")
+        if name in ("paths", "eval_paths") and value > PATHS_MAX:
+            _fail(f"{_flag(name)} must be <= {PATHS_MAX:,} (paths are numbered by a 32-bit "
+                  f"integer), got {value:,}")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        _fail(f"--seed must be an integer in 0..{SEED_MAX} (jax.random.key's range in 32-bit "
+              f"mode), got {seed}")
+    x64 = getattr(args, "x64", False)
+    dtype = "float64" if x64 else "float32"
+    for name in _FLOAT_FLAGS:
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            _fail(f"{_flag(name)} must be finite, got {value}")
+        if abs(value) > _FLOAT_MAX[x64]:
+            _fail(f"{_flag(name)} {value:g} overflows {dtype} (largest {_FLOAT_MAX[x64]:.3g})"
+                  + ("" if x64 else "; use a smaller value or --x64"))
+        if 0 < abs(value) < _FLOAT_TINY[x64]:
+            _fail(f"{_flag(name)} {value:g} is below {dtype}'s smallest normal number "
+                  f"({_FLOAT_TINY[x64]:.3g})" + ("" if x64 else "; use 0, a larger value or "
+                                                 "--x64"))
+    for name in ("cost", "fixed", "spread", "width", "lam"):
+        if getattr(args, name, 0) < 0:
+            _fail(f"--{name} must be >= 0, got {getattr(args, name)}")
+    for name in ("lr", "horizon"):
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            _fail(f"--{name} must be > 0, got {value}")
+    alpha = getattr(args, "alpha", None)
+    if alpha is not None and not 0 < alpha < 1:
+        _fail(f"--alpha must be in (0, 1), got {alpha}")
+    if args.command in ("hedge", "fit-band"):
+        _check_price_range(args)
+
+
+def _check_price_range(args: argparse.Namespace) -> None:
+    """Refuse a world whose simulated prices can leave the working precision (overflow to
+    inf, or underflow to 0, whose log is -inf: either makes the P&L NaN) before simulating:
+    spot * exp(+-((|drift| + vol^2) T + 8 vol sqrt(T))) must lie within float32's range
+    (float64's with --x64)."""
+    horizon = max(args.maturity, getattr(args, "horizon", None) or 0.0)
+    if args.spot <= 0 or args.vol < 0 or horizon <= 0:
+        return      # out of the model's domain: the library names the flag
+    drift = args.drift if getattr(args, "drift", None) is not None else args.rate - args.div
+    drift_flag = ("--drift" if getattr(args, "drift", None) is not None
+                  else "the drift --rate - --div")
+    shift = {"--vol": args.vol**2 * horizon + _SIGMAS * args.vol * math.sqrt(horizon),
+             drift_flag: abs(drift) * horizon}
+    log_spot = math.log(args.spot)
+    low, high = log_spot - sum(shift.values()), log_spot + sum(shift.values())
+    log_min, log_max = math.log(_FLOAT_TINY[args.x64]), math.log(_FLOAT_MAX[args.x64])
+    if log_min <= low and high <= log_max:
+        return
+    shift["--spot"] = abs(log_spot)
+    culprit = max(shift, key=shift.__getitem__)
+    value = {"--vol": args.vol, drift_flag: drift, "--spot": args.spot}[culprit]
+    size = "too small" if culprit == "--spot" and log_spot < 0 else "too large"
+    dtype = "float64" if args.x64 else "float32"
+    _fail(f"{culprit} {value:g} is {size} for {dtype}: with --spot {args.spot:g}, --vol "
+          f"{args.vol:g}, drift {drift:g} and T = {horizon:g} years, simulated prices "
+          f"spot*exp(+-((|drift| + vol^2) T + {_SIGMAS:g} vol sqrt(T))) span e^{low:.0f}.."
+          f"e^{high:.0f}, beyond {dtype}'s e^{log_min:.0f}..e^{log_max:.0f}; lower it"
+          + ("" if args.x64 else " or add --x64"))
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an output path that cannot be written, before computing what goes in it."""
+    from ._io import check_output_dir, check_output_file
+
+    try:
+        if getattr(args, "plot", None) is not None:
+            check_output_file(args.plot, "a plot path")
+        if args.command == "experiment":
+            check_output_dir(args.out)
+    except ValueError as err:
+        _fail(f"{'--plot' if args.command == 'hedge' else '--out'}: {err}")
+
+
+def _check_memory(args: argparse.Namespace) -> None:
+    """Refuse a run whose per-path results (7 numbers a path, twice over while they are
+    assembled, as `hedge()` estimates) cannot fit in the device's memory."""
+    from ._validate import check_memory
+
+    itemsize = 8 if args.x64 else 4
+    for name in ("paths", "eval_paths"):
+        n = getattr(args, name, None)
+        if n is None:
+            continue
+        try:
+            check_memory(2 * 7 * itemsize * -(-n // _LANES) * _LANES,
+                         f"{_flag(name)} {n:,} (the per-path results)",
+                         f"lower {_flag(name)}")
+        except ValueError as err:
+            _fail(str(err))
+
+
+# ---------------------------------------------------------------------------------------
+# Library errors, by the flags that supplied the values
+# ---------------------------------------------------------------------------------------
+
+_WORLD = {"spot": "--spot", "vol": "--vol", "rate": "--rate", "div": "--div",
+          "drift": "--drift"}
+_HEDGER = {"spot": "--spot", "vol": "--hedge-vol", "rate": "--rate", "div": "--div"}
+_OPTION = {"strike": "--strike", "maturity": "--maturity", "quantities": "--quantity",
+           "quantity": "--quantity", "n_steps": "--steps"}
+_COSTS = {"rate": "--cost", "per_trade": "--fixed", "half_spread": "--spread"}
+_STRATEGY = {"every": "--every", "width": "--width", "risk_aversion": "--risk-aversion"}
+_RUN = {"n_paths": "--paths", "alpha": "--alpha"}
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(err).__name__
+
+
+def _rename(message: str, names: dict[str, str]) -> str:
+    """`message` with each parameter name (bare, or as `Class.name`) replaced by its flag."""
+    pattern = re.compile(r"(?<![\w.-])(?:[A-Z]\w*\.)?(" + "|".join(map(re.escape, names))
+                         + r")(?![\w-])")
+    message = pattern.sub(lambda m: names[m.group(1)], message)
+    return message.replace("enable jax_enable_x64", "add --x64")
+
+
+def _is_jax_runtime_error(err: BaseException) -> bool:
+    return type(err).__module__.split(".")[0] in ("equinox", "jax", "jaxlib")
+
+
+@contextlib.contextmanager
+def _flags_for(names: dict[str, str], non_finite: str = "") -> Iterator[None]:
+    """Report a library `ValueError` raised inside as one line, naming flags instead of the
+    library's parameter names (`names`); a non-finite result gets `non_finite` appended."""
+    try:
+        yield
+    except ValueError as err:
+        from ._validate import NonFiniteError
+
+        extra = f"; {non_finite}" if non_finite and isinstance(err, NonFiniteError) else ""
+        _fail(_rename(_first_line(err), names) + extra)
+    except RuntimeError as err:
+        if not _is_jax_runtime_error(err):
+            raise
+        _fail(_rename(_first_line(err), names) + (f"; {non_finite}" if non_finite else ""))
+
+
+def _scale_hint(args: argparse.Namespace) -> str:
+    drift = "" if getattr(args, "drift", None) is None else f" --drift {args.drift:g},"
+    return (f"the paths' scale comes from --spot {args.spot:g}, --vol {args.vol:g},{drift} "
+            f"--maturity {args.maturity:g} and --quantity {args.quantity:g}; lower them"
+            + ("" if args.x64 else " or add --x64"))
+
+
+# ---------------------------------------------------------------------------------------
+# The commands
+# ---------------------------------------------------------------------------------------
 
 
 def _instrument(hj, args):
     kinds = {"call": hj.EuropeanCall, "put": hj.EuropeanPut, "digital": hj.Digital}
-    return kinds[args.option](args.strike, args.maturity)
+    with _flags_for(_OPTION):
+        return kinds[args.option](args.strike, args.maturity)
+
+
+def _world(hj, args):
+    with _flags_for(_WORLD):
+        return hj.BlackScholes(args.spot, args.vol, args.rate, args.div,
+                               drift=getattr(args, "drift", None))
 
 
 def _price(hj, args) -> dict[str, Any]:
-    model = hj.BlackScholes(args.spot, args.vol, args.rate, args.div)
-    inst = _instrument(hj, args)
-    return {"price": args.quantity * float(hj.price(model, inst))}
+    model, inst = _world(hj, args), _instrument(hj, args)
+    with _flags_for({**_WORLD, **_OPTION}):
+        return {"price": args.quantity * float(hj.price(model, inst))}
 
 
 def _greeks(hj, args) -> dict[str, Any]:
-    model = hj.BlackScholes(args.spot, args.vol, args.rate, args.div)
-    g = hj.greeks(model, _instrument(hj, args)).as_dict()
+    model, inst = _world(hj, args), _instrument(hj, args)
+    with _flags_for({**_WORLD, **_OPTION}):
+        g = hj.greeks(model, inst).as_dict()
     return {k: args.quantity * v for k, v in g.items()}
 
 
 def _strategy(hj, args):
-    return {
-        "none": lambda: hj.NoHedge(),
-        "static": lambda: hj.StaticHedge(),
-        "delta": lambda: hj.DeltaHedge(every=args.every),
-        "band": lambda: hj.BandHedge(args.width),
-        "ww": lambda: hj.WhalleyWilmott(args.risk_aversion),
-    }[args.strategy]()
+    with _flags_for(_STRATEGY):
+        return {
+            "none": lambda: hj.NoHedge(),
+            "static": lambda: hj.StaticHedge(),
+            "delta": lambda: hj.DeltaHedge(every=args.every),
+            "band": lambda: hj.BandHedge(args.width),
+            "ww": lambda: hj.WhalleyWilmott(args.risk_aversion),
+        }[args.strategy]()
 
 
-def _hedge(hj, args) -> dict[str, Any]:
+def _progress_wanted(args) -> bool:
+    return not args.json and not args.no_progress and sys.stderr.isatty()
+
+
+def _simulate(hj, model, book, strategy, costs, grid, args, hedge_model, progress: bool):
+    """`hj.hedge(...)`; with `progress`, a run of many path-steps goes chunk by chunk
+    (`hj.iter_hedge_chunks`, bit-identical) under a progress bar on stderr."""
     import jax
+    import jax.numpy as jnp
 
-    world = hj.BlackScholes(args.spot, args.vol, args.rate, args.div, drift=args.drift)
+    key = jax.random.key(args.seed)
+    options = {"hedge_model": hedge_model, "unwind": args.unwind}
+    if not progress or args.paths * args.steps < _PROGRESS_MIN_WORK:
+        return hj.hedge(model, book, strategy, costs, grid, n_paths=args.paths, key=key,
+                        **options)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    chunk = -(-args.paths // (_PROGRESS_CHUNKS * _LANES)) * _LANES
+    parts = []
+    columns = (TextColumn("hedge"), BarColumn(), MofNCompleteColumn(), TextColumn("paths"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("hedge", total=args.paths)
+        for part in hj.iter_hedge_chunks(model, book, strategy, costs, grid, args.paths, key,
+                                         chunk_size=chunk, **options):
+            parts.append(jax.block_until_ready(part))
+            bar.advance(task, int(part.pnl.shape[0]))
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs) if jnp.ndim(xs[0]) else xs[0],
+                        *parts)
+
+
+def _summary(hj, result, alpha: float) -> tuple[dict[str, Any], dict[str, str]]:
+    """`hj.summary`, with its warnings (an undefined statistic) as notes keyed by the
+    statistic they concern."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _flags_for(_RUN):
+            stats = hj.summary(result, alpha=alpha)
+    notes = {}
+    for w in caught:
+        text = str(w.message)
+        name = text.split()[0] if text.split() else ""
+        notes[name if name in stats else f"warning {len(notes) + 1}"] = text
+    return stats, notes
+
+
+def _hedge(hj, args) -> tuple[dict[str, Any], dict[str, str]]:
+    world = _world(hj, args)
     hedger = None
     if args.hedge_vol is not None:
-        hedger = hj.BlackScholes(args.spot, args.hedge_vol, args.rate, args.div)
-    costs = hj.Proportional(args.cost) + hj.Fixed(args.fixed) + hj.Spread(args.spread)
-    book = hj.Book([_instrument(hj, args)], quantities=[args.quantity])
-    grid = hj.TimeGrid(args.maturity, args.steps)
-    result = hj.hedge(world, book, _strategy(hj, args), costs, grid, n_paths=args.paths,
-                      key=jax.random.key(args.seed), hedge_model=hedger, unwind=args.unwind)
-    stats = hj.summary(result, alpha=args.alpha)
+        with _flags_for(_HEDGER):
+            hedger = hj.BlackScholes(args.spot, args.hedge_vol, args.rate, args.div)
+    with _flags_for(_COSTS):
+        costs = hj.Proportional(args.cost) + hj.Fixed(args.fixed) + hj.Spread(args.spread)
+    inst = _instrument(hj, args)
+    with _flags_for(_OPTION):
+        book = hj.Book([inst], quantities=[args.quantity])
+        grid = hj.TimeGrid(args.maturity, args.steps)
+    strategy = _strategy(hj, args)
+    names = {**_WORLD, **_OPTION, **_COSTS, **_STRATEGY, **_RUN}
+    if args.hedge_vol is not None:
+        names["hedge_model"] = "--hedge-vol"
+    with _flags_for(names, non_finite=_scale_hint(args)):
+        result = _simulate(hj, world, book, strategy, costs, grid, args, hedger,
+                           _progress_wanted(args))
+    stats, notes = _summary(hj, result, args.alpha)
     if args.plot:
         from ._plots import pnl_histogram
-        pnl_histogram(result, args.plot, title=f"{args.strategy} hedge of {args.option}")
-    return stats
+
+        try:
+            pnl_histogram(result, args.plot, title=f"{args.strategy} hedge of {args.option}")
+        except (OSError, ValueError) as err:
+            _fail(f"--plot: {_os_message(err)}")
+    return stats, notes
 
 
 def _fit_band(hj, args) -> dict[str, Any]:
     import jax
     import optax
 
-    model = hj.BlackScholes(args.spot, args.vol, args.rate, args.div)
-    book = hj.Book([_instrument(hj, args)], quantities=[args.quantity])
-    grid = hj.TimeGrid(args.maturity if args.horizon is None else args.horizon, args.steps)
-    costs = hj.Proportional(args.cost)
+    model, inst = _world(hj, args), _instrument(hj, args)
+    with _flags_for({**_OPTION, "maturity": "--horizon" if args.horizon else "--maturity"}):
+        book = hj.Book([inst], quantities=[args.quantity])
+        grid = hj.TimeGrid(args.maturity if args.horizon is None else args.horizon,
+                           args.steps)
+    with _flags_for({"rate": "--cost"}):
+        costs = hj.Proportional(args.cost)
     objective = hj.risk.mean_cost_variance(lam=args.lam)
     size = abs(args.quantity)
     # Whalley-Wilmott's exponential-utility risk aversion for a mean-variance objective:
@@ -171,14 +495,18 @@ def _fit_band(hj, args) -> dict[str, Any]:
                    init_width=0.05 * size, init_ww=(2.0 * args.lam) ** (-1 / 3),
                    book_scale=size)}
     key = jax.random.key(args.seed)
-    fitted, history = hj.fit(initial[args.band](), objective, model, book, costs, grid,
-                             key=key, optimizer=optax.adam(args.lr), steps=args.iters,
-                             n_paths=args.paths, progress=not args.json)
+    names = {**_WORLD, **_OPTION, "n_paths": "--paths", "steps": "--iters", "lam": "--lam"}
+    with _flags_for(names, non_finite=_scale_hint(args)):
+        fitted, history = hj.fit(initial[args.band](), objective, model, book, costs, grid,
+                                 key=key, optimizer=optax.adam(args.lr), steps=args.iters,
+                                 n_paths=args.paths,
+                                 progress=not (args.json or args.no_progress))
     eval_key = jax.random.fold_in(key, 2**31 - 1)  # paths the fit never saw
-    fitted_stats = hj.evaluate(fitted, objective, model, book, costs, grid,
-                               n_paths=args.eval_paths, key=eval_key)
-    delta_stats = hj.evaluate(hj.DeltaHedge(), objective, model, book, costs, grid,
-                              n_paths=args.eval_paths, key=eval_key)
+    with _flags_for({**names, "n_paths": "--eval-paths"}, non_finite=_scale_hint(args)):
+        fitted_stats = hj.evaluate(fitted, objective, model, book, costs, grid,
+                                   n_paths=args.eval_paths, key=eval_key)
+        delta_stats = hj.evaluate(hj.DeltaHedge(), objective, model, book, costs, grid,
+                                  n_paths=args.eval_paths, key=eval_key)
     out: dict[str, Any] = {}
     if args.band == "constant":
         out["half_width_shares"] = float(fitted.width)
@@ -237,26 +565,52 @@ def _title(args) -> str:
             f"{args.steps} steps, P&L in time-T money, VaR/ES at {args.alpha:g}")
 
 
-def _show(title: str, values: dict[str, Any]) -> None:
+def _show(title: str, values: dict[str, Any], notes: dict[str, str]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for k, v in values.items():
         table.add_row(_LABELS.get(k, k), f"{v:,.6g}" if isinstance(v, float) else str(v))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for note in notes.values():
+        console.print(f"note: {escape(note)}")
+
+
+def _strict_json(values: dict[str, Any], notes: dict[str, str]) -> dict[str, Any]:
+    """`values` with every non-finite float as None, and a note saying why."""
+    clean = {}
+    for k, v in values.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            notes.setdefault(k, f"{k} is {v} (not a finite number)")
+            v = None
+        clean[k] = v
+    return clean
+
+
+def _os_message(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"cannot write {err.filename}: {err.strerror or err}"
+    return _first_line(err)
+
+
+def _bench_script() -> Path:
+    return Path(__file__).resolve().parents[1] / "experiments" / "bench.py"
 
 
 def _bench(args) -> int:
     """Run experiments/bench.py from a source checkout (the benchmarks are not installed)."""
     import subprocess
-    from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "experiments" / "bench.py"
-    if not script.exists():
-        _fail("the benchmarks live in a source checkout: experiments/bench.py not found")
+    script = _bench_script()
+    if not script.is_file():
+        _fail("hedgejax bench needs a source checkout (a clone of the hedgejax repository): "
+              f"it runs experiments/bench.py, which this installation "
+              f"({Path(__file__).resolve().parent}) does not have")
     cmd = [sys.executable, str(script)] + (["--quick"] if args.quick else [])
     if args.only:
         cmd += ["--only", args.only]
@@ -271,74 +625,94 @@ def _experiments_module():
     return experiments, _framework
 
 
+def _default_toml(name: str) -> str:
+    from importlib.resources import files
+
+    return (files("hedgejax.experiments") / "configs" / f"{name}.toml").read_text("utf-8")
+
+
+def _list_experiments(experiments, framework) -> None:
+    listing = getattr(framework, "print_list_table", None)
+    if listing is not None:
+        listing()
+        return
+    from rich.console import Console
+    from rich.table import Column, Table
+
+    table = Table(Column("name", no_wrap=True), Column("question", overflow="fold"),
+                  title="hedgejax experiments (hedgejax experiment NAME)")
+    for name in experiments.NAMES:
+        table.add_row(name, framework.load_module(name).QUESTION)
+    Console().print(table)   # the terminal's width: the question column wraps
+
+
 def _experiment(args) -> int:
     experiments, framework = _experiments_module()
     if args.name == "list":
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title="hedgejax experiments (hedgejax experiment NAME)")
-        table.add_column("name")
-        table.add_column("question")
-        for name in experiments.NAMES:
-            table.add_row(name, framework.load_module(name).QUESTION)
-        Console(width=max(120, Console().width)).print(table)
+        if args.show_config:
+            _fail("--show-config needs an experiment name, not 'list'")
+        _list_experiments(experiments, framework)
         return 0
-    for name in ("paths", "seed"):
-        value = getattr(args, name)
-        if value is not None and value < (1 if name == "paths" else 0):
-            _fail(f"--{name} must be an integer >= {1 if name == 'paths' else 0}, got {value}")
+    if args.name not in experiments.NAMES:
+        _fail(f"unknown experiment '{args.name}' (choose from: {', '.join(experiments.NAMES)})")
+    if args.show_config:
+        sys.stdout.write(_default_toml(args.name))
+        return 0
+    _check_outputs(args)
     try:
         framework.run_experiment(args.name, config=args.config, paths=args.paths,
                                  seed=args.seed, out=args.out, progress=not args.no_progress)
-    except ValueError as err:  # ConfigError included
-        _fail(str(err).splitlines()[0])
+    except ValueError as err:  # ConfigError and UnicodeDecodeError included
+        _fail(_first_line(err))
+    except csv.Error as err:
+        key = "config key 'prices_csv': " if args.name == "historical" else ""
+        _fail(f"{key}cannot parse the CSV file: {_first_line(err)}")
     except OSError as err:
-        _fail(f"cannot write the run folder under {args.out}: {err.strerror or err}")
+        _fail(f"--out {args.out}: {_os_message(err)}")
+    except RuntimeError as err:
+        if not _is_jax_runtime_error(err):
+            raise
+        _fail(_first_line(err))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line on `argv` (default: sys.argv[1:]); returns the exit status.
+    Bare `hedgejax` prints the help (its commands) and returns 0."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if not argv:
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     if args.command == "bench":
         return _bench(args)
+    _check_args(args)
     if args.command == "experiment":
         return _experiment(args)
-    for name in ("paths", "steps", "every", "iters", "eval_paths"):
-        if hasattr(args, name) and getattr(args, name) < 1:
-            _fail(f"--{name.replace('_', '-')} must be an integer >= 1, got "
-                  f"{getattr(args, name)}")
-    if getattr(args, "eval_paths", 40) < 40:
-        _fail(f"--eval-paths must be an integer >= 40 (the standard error uses 20 batch "
-              f"means of at least 2 paths), got {args.eval_paths}")
-    for name in ("spot", "vol", "rate", "div", "strike", "maturity", "quantity", "cost",
-                 "fixed", "spread", "width", "lam", "lr", "horizon"):
-        if getattr(args, name, None) is not None and not math.isfinite(getattr(args, name)):
-            _fail(f"--{name.replace('_', '-')} must be finite, got {getattr(args, name)}")
-    for name in ("cost", "fixed", "spread", "width", "lam"):
-        if hasattr(args, name) and getattr(args, name) < 0:
-            _fail(f"--{name} must be >= 0, got {getattr(args, name)}")
+    _check_outputs(args)
     import jax
 
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     import hedgejax as hj
 
-    if args.command == "fit-band":
-        for name in ("lr", "horizon"):
-            value = getattr(args, name)
-            if value is not None and value <= 0:
-                _fail(f"--{name} must be > 0, got {value}")
-    run = {"price": _price, "greeks": _greeks, "hedge": _hedge,
-           "fit-band": _fit_band}[args.command]
-    try:
-        values = run(hj, args)
-    except ValueError as err:
-        _fail(str(err).splitlines()[0])
-    if args.json:
-        print(json.dumps({"command": args.command, "inputs": vars(args), "results": values}))
+    if args.command in ("hedge", "fit-band"):
+        _check_memory(args)
+    notes: dict[str, str] = {}
+    if args.command == "hedge":
+        values, notes = _hedge(hj, args)
     else:
-        _show(_title(args), values)
+        values = {"price": _price, "greeks": _greeks, "fit-band": _fit_band}[args.command](
+            hj, args)
+    if args.json:
+        values = _strict_json(values, notes)
+        payload = {"command": args.command, "inputs": vars(args), "results": values}
+        if notes:
+            payload["notes"] = notes
+        print(json.dumps(payload, allow_nan=False))
+    else:
+        _show(_title(args), values, notes)
     return 0
 
 
