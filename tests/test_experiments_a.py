@@ -61,7 +61,10 @@ def test_gamma_scalping(tmp_path):
 
 
 def test_jump_risk(tmp_path):
+    from test_experiment_output_b import check_readable
+
     payload, table = _run("jump-risk", tmp_path, {"paths": 4000})
+    check_readable(next(tmp_path.glob("jump-risk-*")))
     rows = {r["strategy"]: r for r in table}
     diffusion, jumps = rows["diffusion, delta hedged"], rows["jumps, delta hedged"]
     tail = rows["jumps, delta hedged + tail puts"]
@@ -69,9 +72,11 @@ def test_jump_risk(tmp_path):
     assert jumps["es_0.99"] > 3 * diffusion["es_0.99"]
     # ... and the long out-of-the-money puts take a large part of it off
     assert tail["es_0.99"] < 0.6 * jumps["es_0.99"]
-    assert tail["worst"] > jumps["worst"]
+    assert 0 < tail["worst_loss"] < jumps["worst_loss"]
     # the put spread cannot lose more at a gap than the naked short puts
-    assert tail["gap_pnl_typical_jump"] > jumps["gap_pnl_typical_jump"]
+    assert 0 < tail["gap_loss_typical_jump"] < jumps["gap_loss_typical_jump"]
+    # a ratio to its own baseline is left empty, not 1
+    assert diffusion["es_vs_diffusion"] is None and jumps["es_vs_diffusion"] > 3
     with pytest.raises(ValueError, match="config key 'tail_strike'"):
         run_experiment("jump-risk", out=tmp_path, overrides={"tail_strike": 95.0},
                        progress=False, show=False)

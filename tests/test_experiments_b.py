@@ -46,15 +46,20 @@ def test_frequency_vs_cost_rejects_every_beyond_steps(tmp_path):
 
 
 def test_band_learning_small(tmp_path):
+    from test_experiment_output_b import check_readable
+
     folder = run_experiment(
         "band-learning", out=tmp_path, progress=False, show=False,
         overrides={"bands": ["constant"], "paths": 4096, "steps": 21, "fit_steps": 40,
                    "fit_paths": 512, "grid_widths": [0.0, 0.005, 0.01, 0.02, 0.03, 0.05,
                                                      0.08]})
     payload = check_run_folder(folder, "band-learning")
+    check_readable(folder)
     assert (folder / "training.png").exists() and (folder / "grid_search.png").exists()
     rows = {r["band"]: r for r in payload["table"]}
     fit, best = rows["constant, fitted"], rows["constant, grid best"]
+    # the grid best against itself: no gap to report
+    assert best["gap_to_grid_best"] is None and best["gap_in_se"] is None
     grid = payload["results"]["grid_search"]["constant"]
     assert best["objective"] == pytest.approx(min(grid["objective"]), rel=1e-4)
     # the fitted band is as good as the grid minimum, within 3 standard errors

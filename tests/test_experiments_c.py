@@ -33,10 +33,13 @@ def test_vega_hedging_listed_option_removes_variance_risk(tmp_path):
 
 
 def test_model_risk_mean_pnl_is_the_price_difference(tmp_path):
+    from test_experiment_output_b import check_readable
+
     folder = run_experiment("model-risk", out=tmp_path, progress=False, show=False,
                             overrides={"paths": 2000, "steps": 21,
                                        "hedge_vols": [0.15, 0.25], "heston_steps": 4})
     payload = check_run_folder(folder, "model-risk")
+    check_readable(folder)
     bs = [r for r in payload["table"] if r["world"].startswith("BS")]
     assert [r["hedge_vol"] for r in bs] == [0.15, 0.25]
     for row in bs:
@@ -50,10 +53,13 @@ def test_model_risk_mean_pnl_is_the_price_difference(tmp_path):
 
 
 def test_portfolio_insurance_costs_and_gap_risk(tmp_path):
+    from test_experiment_output_b import check_readable
+
     folder = run_experiment("portfolio-insurance", out=tmp_path, progress=False, show=False,
                             overrides={"paths": 4000, "days": 63, "crash_day": 30,
                                        "jump_rate": 1.0, "rebalance_every": [1, 5]})
     payload = check_run_folder(folder, "portfolio-insurance")
+    check_readable(folder)
     rows = {(r["world"], r["rebalance"]): r for r in payload["table"]}
     assert len(rows) == 6
     d, j, c = (rows[(w, "daily")] for w in ("diffusion", "jumps", "crash"))
@@ -70,6 +76,8 @@ def test_portfolio_insurance_costs_and_gap_risk(tmp_path):
 
 
 def test_historical_hedges_along_a_csv(tmp_path):
+    from test_experiment_output_b import check_readable
+
     import hedgejax as hj
 
     dates, prices = hj.data.sample_prices(with_dates=True)
@@ -86,6 +94,7 @@ def test_historical_hedges_along_a_csv(tmp_path):
                                        "price_column": "close", "window": window,
                                        "stride": stride})
     payload = check_run_folder(folder, "historical")
+    check_readable(folder)
     windows = [r for r in payload["table"] if r["world"] == "windows"]
     assert {r["paths"] for r in windows} == {(299 - window) // stride + 1}
     # long gamma: the hedged call earns in windows whose realised vol beats the hedge vol
@@ -101,6 +110,12 @@ def test_historical_hedges_along_a_csv(tmp_path):
     # the hedge vol is the data's annualised daily log-return std
     expected = np.std(np.diff(np.log(prices[:300])), ddof=1) * np.sqrt(252)
     assert payload["results"]["hedge_vol"] == pytest.approx(expected, rel=1e-4)
+    # the user's file is named where the data is shown, and not called synthetic
+    assert results["source"] == "prices.csv" and not results["synthetic_data"]
+    assert "prices.csv" in (folder / "report.md").read_text()
+    # windows sharing returns: their HAC standard error exceeds the i.i.d. one
+    daily = next(r for r in windows if r["strategy"] == "delta 1d")
+    assert daily["stderr"] > 1.3 * results["iid_stderr_windows"]["delta 1d"]
 
 
 @pytest.mark.parametrize("name,overrides,message", [

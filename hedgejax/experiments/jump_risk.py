@@ -27,15 +27,16 @@ vanishes away from its strike, needs ever larger positions (we measured it: far 
 and 4x the run time). With `tail_ratio` = 1 the book becomes a put spread, whose loss at
 maturity is bounded by (strike - tail_strike) x contracts.
 
-Reference: the gap P&L of one instantaneous jump at t0 of the typical size e^{jump_mean} (and
-of a 2-std jump, e^{jump_mean - 2 jump_std}), priced with the world's model: book value after
-the jump - before, plus the delta hedge's gain (-delta x the spot move). It is the loss a
-delta hedge cannot avoid, whatever its frequency.
+Reference: the gap loss of one instantaneous jump at t0 of the typical size e^{jump_mean} (and
+of a 2-std jump, e^{jump_mean - 2 jump_std}), priced with the world's model: minus (book value
+after the jump - before, plus the delta hedge's gain, -delta x the spot move). It is the loss
+a delta hedge cannot avoid, whatever its frequency.
 
 Conventions (DESIGN section 2): the user holds the book (short puts: quantity -contracts,
-tail puts +tail_ratio x contracts); hedge in shares; P&L in time-T money; VaR and ES at
-`alpha` are positive losses (ES 0.99 = mean loss in the worst 1%); hedge effectiveness
-= 1 - Var(P&L) / Var(unhedged P&L).
+tail puts +tail_ratio x contracts); hedge in shares; P&L in time-T money ($ in the default
+config), > 0 a gain. Every loss column is a positive loss, as VaR and ES at `alpha` are (ES
+0.99 = mean loss in the worst 1%): the worst path's loss (-min P&L) and the gap losses; a
+negative value there is a gain. Hedge effectiveness = 1 - Var(P&L) / Var(unhedged P&L).
 """
 
 from __future__ import annotations
@@ -182,14 +183,17 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
         s = hj.summary(res, alpha=alpha)
         table.append(stats_row(
             label, res, alpha=alpha, hedge_effectiveness=s["hedge_effectiveness"],
-            premium_received=-float(res.initial_price), worst=float(np.min(res.pnl)),
-            gap_pnl_typical_jump=gap(typical, *setup[label]),
-            gap_pnl_2std_jump=gap(severe, *setup[label])))
+            premium_received=-float(res.initial_price), worst_loss=-float(np.min(res.pnl)),
+            gap_loss_typical_jump=-gap(typical, *setup[label]),
+            gap_loss_2std_jump=-gap(severe, *setup[label])))
     rows = {r["strategy"]: r for r in table}
     diff, jump = rows["diffusion, delta hedged"], rows["jumps, delta hedged"]
     tail, bare = rows["jumps, delta hedged + tail puts"], rows["jumps, unhedged"]
     for r in table:
-        r["es_vs_diffusion"] = r[es_key] / diff[es_key] if diff[es_key] > 0 else 0.0
+        # a ratio to itself, or a variance removed from itself, is no result: left empty
+        r["es_vs_diffusion"] = (r[es_key] / diff[es_key] if diff[es_key] > 0
+                                and r is not diff else None)
+    bare["hedge_effectiveness"] = None
 
     p_jump = 1.0 - math.exp(-cfg["jump_rate"] * T)
     merton_price = merton_put(spot, cfg["strike"], T, cfg["vol"], rate, *merton_params[1:])
@@ -204,16 +208,16 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
         f"Delta-hedged daily, the short puts' {alpha:.0%} ES is {jump[es_key]:,.1f} in the "
         f"jump world against {diff[es_key]:,.1f} in the diffusion world "
         f"({jump['es_vs_diffusion']:.1f}x), std {jump['std_pnl']:,.1f} against "
-        f"{diff['std_pnl']:,.1f}, worst path {jump['worst']:,.1f} against "
-        f"{diff['worst']:,.1f}. Unhedged in the jump world the ES is {bare[es_key]:,.1f}: "
+        f"{diff['std_pnl']:,.1f}, worst path's loss {jump['worst_loss']:,.1f} against "
+        f"{diff['worst_loss']:,.1f}. Unhedged in the jump world the ES is {bare[es_key]:,.1f}: "
         f"delta hedging removes only {1 - jump[es_key] / bare[es_key]:.0%} of the tail "
         f"(hedge effectiveness {jump['hedge_effectiveness']:.0%} in variance, against "
         f"{diff['hedge_effectiveness']:.1%} without jumps).",
         f"The gap is the unhedgeable part: one typical jump (x{typical:.3f}) at t0 costs the "
-        f"delta-hedged book {-jump['gap_pnl_typical_jump']:,.1f}, a 2-std jump "
-        f"(x{severe:.3f}) {-jump['gap_pnl_2std_jump']:,.1f}, whatever the hedging frequency "
+        f"delta-hedged book {jump['gap_loss_typical_jump']:,.1f}, a 2-std jump "
+        f"(x{severe:.3f}) {jump['gap_loss_2std_jump']:,.1f}, whatever the hedging frequency "
         f"(the same gap would cost the diffusion world's hedge "
-        f"{-diff['gap_pnl_typical_jump']:,.1f}: that world just never gaps).",
+        f"{diff['gap_loss_typical_jump']:,.1f}: that world just never gaps).",
     ]
     spread_note = ""
     if cfg["tail_ratio"] == 1.0:
@@ -228,14 +232,17 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
             f"received) and delta-hedging the whole book cuts the ES from "
             f"{jump[es_key]:,.1f} to {tail[es_key]:,.1f} ({tail['es_vs_diffusion']:.1f}x "
             f"the diffusion world), the std from {jump['std_pnl']:,.1f} to "
-            f"{tail['std_pnl']:,.1f}, the worst path from {jump['worst']:,.1f} to "
-            f"{tail['worst']:,.1f}{spread_note}, and the typical-jump gap loss from "
-            f"{-jump['gap_pnl_typical_jump']:,.1f} to {-tail['gap_pnl_typical_jump']:,.1f}; "
+            f"{tail['std_pnl']:,.1f}, the worst path's loss from {jump['worst_loss']:,.1f} to "
+            f"{tail['worst_loss']:,.1f}{spread_note}, and the typical-jump gap loss from "
+            f"{jump['gap_loss_typical_jump']:,.1f} to {tail['gap_loss_typical_jump']:,.1f}; "
             f"the mean P&L stays {tail['mean_pnl']:+.2f} +/- {tail['stderr']:.2f} (the puts "
             "are bought at the model's fair price; a market's skew premium would be the real "
             "cost).")
 
-    fig, ax = figure(ncols=2, size=(12.0, 4.3))
+    fig, ax = figure(ncols=2, size=(12.0, 4.6))
+    fig.suptitle(f"Short {contracts:,g} puts at {cfg['strike']:g} (spot {spot:g}, "
+                 f"{n_steps} trading days), delta-hedged daily: {n:,} paths per world",
+                 fontsize=11)
     shown = ["diffusion, delta hedged", "jumps, delta hedged",
              "jumps, delta hedged + tail puts"]
     samples = {k: np.asarray(results[k].pnl, dtype=float) for k in shown}
@@ -244,28 +251,46 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     edges = np.linspace(lo, hi, 121)
     for label, a in samples.items():
         ax[0, 0].hist(a, bins=edges, histtype="step", log=True, linewidth=1.3, label=label)
-    ax[0, 0].set_xlabel("P&L at T")
-    ax[0, 0].set_ylabel(f"paths (of {n:,}, log scale)")
-    ax[0, 0].set_title(f"short {contracts:g} puts at {cfg['strike']:g}, hedged daily")
+    ax[0, 0].set_xlabel("P&L at T ($; < 0 is a loss)")
+    ax[0, 0].set_ylabel(f"paths per bin (of {n:,}, log scale)")
+    ax[0, 0].set_title("P&L distribution", fontsize=10)
     ax[0, 0].legend(fontsize=7)
     for label, a in samples.items():
         losses = np.sort(-a)[::-1]
         prob = np.arange(1, len(losses) + 1) / len(losses)
         ax[0, 1].step(losses, prob, where="post", label=label)
     ax[0, 1].set_yscale("log")
-    ax[0, 1].set_xlabel("loss x")
-    ax[0, 1].set_ylabel("P(loss > x)")
+    ax[0, 1].set_xlabel("loss x ($, = -P&L)")
+    ax[0, 1].set_ylabel("P(loss > x), log scale")
     ax[0, 1].set_xlim(left=0.0)
-    ax[0, 1].axhline(1 - alpha, color="k", linewidth=0.5, linestyle=":")
-    ax[0, 1].set_title("loss exceedance")
+    ax[0, 1].axhline(1 - alpha, color="k", linewidth=0.5, linestyle=":",
+                     label=f"{1 - alpha:.0%} (the VaR level)")
+    ax[0, 1].set_title("loss exceedance: how often the loss is above x", fontsize=10)
     ax[0, 1].legend(fontsize=7)
-    fig.tight_layout()
 
+    tail_note = (f", plus {tail_qty:,g} puts bought at {cfg['tail_strike']:g} in the "
+                 "tail-puts row" if tail_qty > 0 else "")
     return Outcome(
         table=table, findings=findings, title="delta hedging short puts with and without jumps",
-        display=["strategy", "mean_pnl", "std_pnl", f"var_{alpha:g}", es_key, "worst",
+        caption=(f"The book: {contracts:,g} puts sold at strike {cfg['strike']:g} (spot "
+                 f"{spot:g}, {n_steps} trading days){tail_note}, delta-hedged daily with "
+                 f"shares; {n:,} paths per world. Money in $ at T; P&L > 0 is a gain; VaR, "
+                 f"ES, the worst loss and the gap losses are positive losses "
+                 f"(VaR and ES at {alpha:.0%})."),
+        headers={
+            "mean_pnl": "mean P&L ($, > 0 gain)",
+            f"var_{alpha:g}": f"{alpha:.0%} VaR ($ loss)",
+            es_key: f"{alpha:.0%} ES ($ loss)",
+            "worst_loss": "worst loss ($, -min P&L)",
+            "es_vs_diffusion": "ES / diffusion ES (x)",
+            "hedge_effectiveness": "hedge effectiveness (1 - Var / Var unhedged)",
+            "premium_received": "net premium received ($)",
+            "gap_loss_typical_jump": f"gap loss, x{typical:.3f} jump at t0 ($)",
+            "gap_loss_2std_jump": f"gap loss, x{severe:.3f} jump at t0 ($)",
+        },
+        display=["strategy", "mean_pnl", "std_pnl", f"var_{alpha:g}", es_key, "worst_loss",
                  "es_vs_diffusion", "hedge_effectiveness", "premium_received",
-                 "gap_pnl_typical_jump"],
+                 "gap_loss_typical_jump"],
         results={"total_vol": vol_bs, "p_jump_before_maturity": p_jump,
                  "put_price_merton": merton_price, "put_price_bs": bs_price,
                  "tail_put_price": tail_put, "jump_factor_typical": typical,

@@ -151,6 +151,22 @@ def _variance_adjusted_delta():
 # ---------------------------------------------------------------------------------------
 
 
+def _pct(vol: float) -> str:
+    """A volatility as a percentage with the digits it has (0.125 -> 12.5%)."""
+    return f"{100 * vol:.4g}%"
+
+
+HEADERS = {
+    "world": "world",
+    "hedge_vol": "hedge vol (annual; 0.2 = 20%)",
+    "v0_paid": "price paid V0 ($)",
+    "theory_mean": "theory: mean P&L ($)",
+    "z_vs_theory": "(mean - theory) / std error",
+    "gamma_pnl_mean": "gamma P&L mean ($)",
+    "gamma_pnl_rms_gap": "RMS of P&L - gamma P&L ($)",
+}
+
+
 def _row(world: str, label: str, res, theory: float, gamma: np.ndarray | None,
          hedge_vol: float | None) -> dict[str, Any]:
     row = stats_row(label, res)
@@ -196,7 +212,7 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
                        hedge_model=hj.BlackScholes(spot, vol, rate))
         theory = growth * (v_true - bs_call(spot, strike, maturity, vol, rate))
         gamma = gamma_pnl(paths, strike, maturity, maturity, vol, rate)
-        label = f"BS delta @ {vol:.3g}"
+        label = f"BS delta @ {_pct(vol)}"
         table.append(_row(f"BS {cfg['true_vol']:.0%}", label, res, theory, gamma, vol))
         samples[label] = res.pnl
 
@@ -223,7 +239,7 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     rho_xi = cfg["heston_rho"] * cfg["heston_xi"]
     heston_label = "Heston"
     h_samples = {}
-    runs = [(f"BS delta @ implied {iv:.4f}", hj.DeltaHedge(), hj.BlackScholes(spot, iv, rate)),
+    runs = [(f"BS delta @ implied {iv:.2%}", hj.DeltaHedge(), hj.BlackScholes(spot, iv, rate)),
             ("Heston delta", adjusted(jnp.asarray(0.0), jnp.asarray(rho_xi)), None),
             ("Heston min-variance delta", adjusted(jnp.asarray(1.0), jnp.asarray(rho_xi)), None)]
     for label, strategy, hedge_model in ctx.track(runs, "hedging in the Heston world"):
@@ -239,11 +255,18 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     curve_vols = np.linspace(0.8 * lo, 1.1 * hi, 60)
     curve = [growth * (v_true - bs_call(spot, strike, maturity, v, rate)) for v in curve_vols]
 
-    fig, ax = figure(ncols=3, size=(17.0, 4.4))
-    histograms(ax[0, 0], samples)
-    ax[0, 0].set_title(f"Black-Scholes world at {cfg['true_vol']:.0%}: hedged at ...")
+    from matplotlib.ticker import PercentFormatter
+
+    fig, ax = figure(ncols=3, size=(17.0, 4.8))
+    fig.suptitle(f"One long call (strike {strike:g}, spot {spot:g}, {maturity:g} years) "
+                 f"bought at the hedge model's price and delta-hedged: {n:,} paths",
+                 fontsize=11)
+    histograms(ax[0, 0], samples, xlabel="P&L per call at T ($)")
+    ax[0, 0].set_title(f"Black-Scholes world at {cfg['true_vol']:.0%}, hedged at each vol",
+                       fontsize=10)
     bs_rows = table[:len(cfg["hedge_vols"])]
-    ax[0, 1].plot(curve_vols, curve, color="k", lw=1, label="theory e^{rT}(V(true) - V(hedge))")
+    ax[0, 1].plot(curve_vols, curve, color="k", lw=1,
+                  label=r"theory $e^{rT}$ (V(true) - V(hedge))")
     ax[0, 1].errorbar([r["hedge_vol"] for r in bs_rows], [r["mean_pnl"] for r in bs_rows],
                       yerr=[2 * r["stderr"] for r in bs_rows], fmt="o", color="tab:red",
                       capsize=3, label="measured mean +/- 2 SE")
@@ -251,14 +274,15 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
                   "x", color="tab:blue", markersize=10, zorder=4, label="gamma P&L on the paths")
     ax[0, 1].axvline(cfg["true_vol"], color="grey", ls=":", lw=1)
     ax[0, 1].axhline(0.0, color="grey", lw=0.5)
-    ax[0, 1].set_xlabel("hedge vol")
-    ax[0, 1].set_ylabel("mean P&L at T")
-    ax[0, 1].set_title("mean P&L against the hedge vol")
+    ax[0, 1].xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax[0, 1].set_xlabel("hedge vol (annual)")
+    ax[0, 1].set_ylabel("mean P&L per call at T ($)")
+    ax[0, 1].set_title(f"mean P&L against the hedge vol (true vol {cfg['true_vol']:.0%}, "
+                       "dotted)", fontsize=10)
     ax[0, 1].legend(fontsize=8)
-    histograms(ax[0, 2], h_samples)
-    ax[0, 2].set_title(f"Heston world (v0={cfg['heston_v0']:g}, xi={cfg['heston_xi']:g}, "
-                       f"rho={cfg['heston_rho']:g}): hedged with ...", fontsize=9)
-    fig.tight_layout()
+    histograms(ax[0, 2], h_samples, xlabel="P&L per call at T ($)")
+    ax[0, 2].set_title(f"Heston world (v0 {cfg['heston_v0']:g}, xi {cfg['heston_xi']:g}, "
+                       f"rho {cfg['heston_rho']:g}), hedged with each delta", fontsize=10)
 
     low = min(bs_rows, key=lambda r: r["hedge_vol"])
     high = max(bs_rows, key=lambda r: r["hedge_vol"])
@@ -303,6 +327,12 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     return Outcome(
         table=table, findings=findings,
         title="delta-hedging with the wrong vol and the wrong model",
+        caption=(f"The book: one long call (strike {strike:g}, spot {spot:g}, {maturity:g} "
+                 f"years), bought at the hedge model's price V0 and delta-hedged with shares "
+                 f"to expiry, no costs; {n:,} paths per row. Money in $ at T per call; P&L > 0 "
+                 f"is a gain; VaR and ES are positive losses at 99% (negative: even the worst "
+                 f"1% of paths gain)."),
+        headers=HEADERS,
         display=["world", "strategy", "v0_paid", "mean_pnl", "stderr", "theory_mean",
                  "gamma_pnl_mean", "std_pnl", "es_0.99"],
         results={"true_price": v_true, "heston_price": v_heston, "heston_implied_vol": iv,

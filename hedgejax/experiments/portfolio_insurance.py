@@ -119,11 +119,32 @@ def _row(world: str, every: int, ins, premium: float, fair: float | None, rate: 
         "p_below_by_1pct_before_costs": float(np.mean(value + np.asarray(ins.cost)
                                                       < 0.99 * floor)),
         "mean_shortfall": float(np.mean(short)),
-        "mean_shortfall_when_short": float(np.mean(short[below])) if below.any() else 0.0,
+        # no path short: the mean over no paths is left empty, not 0
+        "mean_shortfall_when_short": float(np.mean(short[below])) if below.any() else None,
         "max_shortfall": float(np.max(short)),
         "predicted_gap_error": None if predicted is None else float(np.mean(predicted)),
         "mean_replication_error": float(np.mean(error)),
     }
+
+
+HEADERS = {
+    "world": "world",
+    "rebalance": "rebalance",
+    "premium": "premium set aside ($ at t0)",
+    "fair_put_value": "world's fair put value ($ at t0)",
+    "mean_cost_to_insure": "mean cost to insure ($ at t0)",
+    "stderr_cost": "std error of cost ($)",
+    "trading_cost": "trading costs ($ at t0)",
+    "std_replication_error": "replication error std ($ at T)",
+    "p_below_floor": "P(below floor)",
+    "p_below_floor_by_1pct": "P(> 1% below floor)",
+    "p_below_by_1pct_before_costs": "P(> 1% below floor), before costs",
+    "mean_shortfall": "mean shortfall ($ at T)",
+    "mean_shortfall_when_short": "mean shortfall when below ($ at T)",
+    "max_shortfall": "worst shortfall ($ at T)",
+    "predicted_gap_error": "predicted crash-day error ($ at T)",
+    "mean_replication_error": "mean replication error ($ at T)",
+}
 
 
 def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
@@ -182,12 +203,16 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
         values[(w, every)] = np.asarray(ins.value - ins.floor, dtype=np.float64)
 
     first = everies[0]
-    fig, ax = figure(ncols=2, size=(12.5, 4.4))
+    fig, ax = figure(ncols=2, size=(12.5, 4.8))
+    fig.suptitle(f"{shares:,g} share{'' if shares == 1 else 's'} at {spot:g} insured to a "
+                 f"floor of {shares * strike:,g} in {days} trading days by a replicated put: "
+                 f"{n:,} paths per world",
+                 fontsize=11)
     histograms(ax[0, 0], {labels[w]: values[(w, first)] for w in worlds},
-               xlabel="insured value - floor at T")
+               xlabel="insured value - floor at T ($)")
     ax[0, 0].axvline(0.0, color="k", lw=0.8)
-    ax[0, 0].set_title(f"rebalanced {'daily' if first == 1 else f'every {first} days'}; "
-                       f"floor {shares * strike:g}", fontsize=10)
+    ax[0, 0].set_title(f"rebalanced {'daily' if first == 1 else f'every {first} days'} "
+                       "(< 0: below the floor)", fontsize=10)
     lo = min(float(np.min(v)) for v in values.values())
     edges = np.linspace(min(lo, -0.01 * shares * strike), 0.0, 50)
     for w in worlds:
@@ -197,11 +222,10 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
                           weights=np.full(int(np.sum(v < 0)), 1.0 / v.size),
                           label=f"{w}, {'daily' if every == 1 else f'every {every}d'}")
     ax[0, 1].set_yscale("log")
-    ax[0, 1].set_xlabel("insured value - floor at T (below the floor only)")
-    ax[0, 1].set_ylabel("probability per bin")
+    ax[0, 1].set_xlabel("insured value - floor at T ($, paths below the floor only)")
+    ax[0, 1].set_ylabel("fraction of all paths per bin (log scale)")
     ax[0, 1].set_title("where the floor fails", fontsize=10)
     ax[0, 1].legend(fontsize=7)
-    fig.tight_layout()
 
     rows = {(r["world"], r["rebalance"]): r for r in table}
     tag = {every: "daily" if every == 1 else f"every {every} days" for every in everies}
@@ -246,6 +270,16 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     return Outcome(
         table=table, findings=findings,
         title="synthetic protective put: cost and gap risk",
+        caption=(f"The holding: {shares:,g} share{'' if shares == 1 else 's'} at {spot:g} "
+                 f"insured to a floor of "
+                 f"{floor_value:,g} ({strike:g} a share) in {days} trading days by replicating "
+                 f"a put with shares (Black-Scholes deltas at {sigma:.0%}), paying "
+                 f"{cfg['cost_rate']:.2%} of the value traded; {n:,} paths per row. Money in $ "
+                 f"for the whole holding: premium and costs at t0, shortfalls and errors at T; "
+                 f"replication error > 0 is a gain to the insurer; shortfall = max(floor - "
+                 f"insured value, 0) >= 0 is the loss below the floor; probabilities are "
+                 f"fractions of paths."),
+        headers=HEADERS,
         display=["world", "rebalance", "mean_cost_to_insure", "fair_put_value",
                  "trading_cost", "p_below_floor_by_1pct", "p_below_by_1pct_before_costs",
                  "mean_shortfall", "max_shortfall"],
