@@ -36,6 +36,7 @@ from ._costs import AbstractCost, NoCost
 from ._grid import TimeGrid
 from ._hedge import HedgeResult, hedge
 from ._instruments import AbstractInstrument, Book, as_book
+from ._io import check_output_file
 from ._models.base import AbstractModel
 from ._repr import module_repr
 from ._strategies.bands import inverse_softplus
@@ -147,6 +148,8 @@ def fit(
                          "hj.risk.mean_cost_variance(lam=0.1)")
     if clip_norm is not None:
         check_positive("clip_norm", clip_norm)
+    if checkpoint is not None:  # a folder, a device or an unwritable place: before training
+        check_output_file(checkpoint, "checkpoint")
     # out-of-range values put in place by eqx.tree_at: refused now, not at the first step
     runtime_checked((strategy, model, hedge_model, book, costs))
     if optimizer is None:

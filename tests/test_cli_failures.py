@@ -394,3 +394,20 @@ def test_experiment_list_fits_80_columns():
     assert max(len(line) for line in lines) <= 80
     for name in NAMES:
         assert any(line.lstrip().startswith(name) for line in lines), name
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "FOLDER"])
+def test_fit_refuses_a_checkpoint_path_before_training(tmp_path, monkeypatch, target):
+    """fit(checkpoint=NODE or a folder) is refused at entry, before a single step runs."""
+    import hedgejax as hj
+    from hedgejax import _fit
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("fit started training before checking the checkpoint path")
+
+    monkeypatch.setattr(_fit, "hedge", no_training)
+    path = tmp_path if target == "FOLDER" else target
+    with pytest.raises(ValueError, match="checkpoint must name a file|character device"):
+        hj.fit(hj.BandHedge(0.05), hj.risk.mean_cost_variance(1.0), hj.BlackScholes(100.0, 0.2),
+               hj.EuropeanCall(100.0, 1.0), hj.Proportional(0.001), hj.TimeGrid(1.0, 4),
+               key=0, steps=2, n_paths=16, checkpoint=path)
