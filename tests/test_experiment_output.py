@@ -118,16 +118,17 @@ def test_list_table_fits_80_columns():
 
 
 def test_results_json_has_no_float32_noise(x64):
-    # float32 mode: a float that is exactly a float32 keeps only the float32 digits
+    # float32 mode: every float keeps only the digits of its nearest float32
     import jax
     import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", False)
     plain = _framework._plain({"spot": 100.00000762939453, "cost": 1999.9970703125,
                                "arr": jnp.asarray([0.1, 2.2], dtype=jnp.float32),
-                               "np": np.float32(0.3), "f64": 0.1, "n": np.int32(7)})
+                               "np": np.float32(0.3), "f64": 0.1, "n": np.int32(7),
+                               "diff": 2000.0 - 1115.641})
     assert json.dumps(plain) == ('{"spot": 100.00001, "cost": 1999.9971, "arr": [0.1, 2.2], '
-                                 '"np": 0.3, "f64": 0.1, "n": 7}')
+                                 '"np": 0.3, "f64": 0.1, "n": 7, "diff": 884.359}')
     # float64 mode: Python floats unchanged, float32 arrays still their own digits
     jax.config.update("jax_enable_x64", True)
     plain = _framework._plain({"spot": 100.00000762939453, "a": np.float32([0.1])})

@@ -106,7 +106,9 @@ def finish_figure(fig) -> None:
 def histograms(ax, samples: dict[str, Any], bins: int = 80, xlabel: str = "P&L at T ($)",
                clip: tuple[float, float] = (0.2, 99.8)) -> None:
     """Overlaid step histograms on common bins (densities), one per label, over the
-    `clip` percentiles of all samples together (the mass outside is piled in the end bins).
+    `clip` percentiles of all samples together. The tails outside are not drawn (piling
+    them into the end bins would draw spikes that are not there); the heights stay the
+    density of the whole sample, and a note on the axes says what range is shown.
     The y axis is a density per unit of x ("density (1/$)" when x is in $)."""
     arrays = {k: np.asarray(v, dtype=float) for k, v in samples.items()}
     lo = min(np.percentile(a, clip[0]) for a in arrays.values())
@@ -114,9 +116,12 @@ def histograms(ax, samples: dict[str, Any], bins: int = 80, xlabel: str = "P&L a
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     edges = np.linspace(lo, hi, bins + 1)
+    width = edges[1] - edges[0]
     for label, a in arrays.items():
-        ax.hist(np.clip(a, lo, hi), bins=edges, histtype="step", density=True, label=label,
-                linewidth=1.4)
+        ax.hist(a, bins=edges, weights=np.full(a.shape, 1.0 / (a.size * width)),
+                histtype="step", label=label, linewidth=1.4)
+    ax.text(0.01, 0.99, f"{clip[0]:g}-{clip[1]:g} percentile range;\ntails not drawn",
+            transform=ax.transAxes, va="top", ha="left", fontsize=7, color="0.4")
     ax.set_xlabel(xlabel)
     inner = xlabel[xlabel.rfind("(") + 1:-1] if xlabel.endswith(")") else ""
     unit = inner.split(",")[-1].strip()      # "P&L (per option, $)" -> "$"
