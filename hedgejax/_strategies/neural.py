@@ -29,10 +29,16 @@ class NeuralHedge(AbstractStrategy):
     - with `variance_feature=True`, sqrt(variance): the world's instantaneous volatility
       (per sqrt(year)) in stochastic volatility worlds such as Heston.
 
-    The output layer starts at zero, so the untrained policy is exactly `DeltaHedge(every=1)`
-    and training learns the correction that costs, discrete rebalancing or a misspecified
-    hedge model call for. Feeding the previous position lets the policy learn no-trade
-    behaviour under transaction costs.
+    The output layer starts at exact zeros, so the untrained network outputs exactly 0 and
+    the untrained policy's target is -delta bit for bit (x + 0 = x in floating point): the
+    decision of `DeltaHedge(every=1)`. Training learns the correction that costs, discrete
+    rebalancing or a misspecified hedge model call for. Feeding the previous position lets
+    the policy learn no-trade behaviour under transaction costs.
+
+    Inside `hedge()` the untrained policy's P&L equals `DeltaHedge`'s to rounding, not bit
+    for bit: the network changes the compiled step, and XLA may then evaluate the book's
+    delta (the `obs.delta` both policies read) with last-bit differences (seen on CPU with
+    jax 0.12: 7e-15 on P&Ls of order 1 in float64).
 
     Example:
         >>> import jax, hedgejax as hj
