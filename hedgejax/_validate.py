@@ -255,7 +255,8 @@ def runtime_checked(tree: Any) -> Any:
     constructor). Traced values (under `jax.jit`, `jax.vmap`, `jax.grad`) get one
     `eqx.error_if` on the checked leaves: when the computation runs with a value out of
     range, it raises `EquinoxRuntimeError` (a `RuntimeError`; under a bare `jax.jit` JAX
-    wraps it in a `JaxRuntimeError` whose text carries the message) saying
+    raises a `JaxRuntimeError` on the program's first call and a `ValueError` on later
+    calls, both with the message in their text) saying
     "<Class>.<name> must be <allowed range>", e.g. "Proportional.rate must be finite and
     >= 0". Use the returned tree: a check whose result is not
     used is dropped by JAX.
