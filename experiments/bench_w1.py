@@ -599,8 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if out.suffix != ".json":
         parser.error(f"--out must end in .json, got {str(out)!r}")
     for impl in [i for i in impls if not _available(i)]:
-        print(f"skipping {impl}: not installed (pip install torch==2.13.0, then "
-              "pip install -e '.[bench]')", file=sys.stderr)
+        print(f"skipping {impl}: not installed (pip install torch --index-url "
+              "https://download.pytorch.org/whl/cpu, then pip install -e '.[bench]')",
+              file=sys.stderr)
         impls.remove(impl)
     # The reference first, so ratios can be shown as soon as possible.
     impls.sort(key=lambda i: i != REFERENCE)

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import equinox as eqx
@@ -56,6 +57,42 @@ def module_repr(module: Any) -> str:
     costs, Monte Carlo estimates)."""
     try:
         shown = jax.tree.map(_shown, module)
+        if _has_public(module):
+            shown = _public_view(module)
     except Exception:  # noqa: BLE001 - a repr must not fail: fall back to equinox's
         return eqx.tree_pformat(module)
     return eqx.tree_pformat(shown)
+
+
+def _has_public(tree: Any) -> bool:
+    """Whether a module in `tree` stores a field a person would not recognise
+    (`_repr_public`, e.g. BandHedge's softplus-stored width)."""
+    modules = jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, eqx.Module))
+    return any(isinstance(m, eqx.Module) and (getattr(type(m), "_repr_public", None) or any(
+        _has_public(getattr(m, f.name, None)) for f in dataclasses.fields(m)))
+        for m in modules)
+
+
+def _public_view(x: Any) -> Any:
+    """`x` with concrete one-element arrays shown as values (`_shown`) and, in every module
+    with `_repr_public = {raw field: (argument name, property)}`, the stored field replaced
+    by the value a person passed: `BandHedge(width=0.05)`, not `raw_width=-2.97`."""
+    if isinstance(x, eqx.Module):
+        public = getattr(type(x), "_repr_public", None) or {}
+        names, values = [], []
+        for field in dataclasses.fields(x):
+            if field.name in public:
+                name, prop = public[field.name]
+                names.append(name)
+                values.append(_shown(getattr(x, prop)))
+            else:
+                names.append(field.name)
+                values.append(_public_view(getattr(x, field.name, None)))
+        return dataclasses.make_dataclass(type(x).__name__, names)(*values)
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x)(*(_public_view(v) for v in x))
+    if isinstance(x, (list, tuple)):
+        return type(x)(_public_view(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _public_view(v) for k, v in x.items()}
+    return _shown(x)

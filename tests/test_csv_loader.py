@@ -200,3 +200,18 @@ def test_bom_comments_and_blank_lines_still_work(tmp_path):
     dates, prices = load_prices_csv(path)
     assert [str(d) for d in dates] == ["2021-01-04", "2021-01-05"]
     np.testing.assert_array_equal(prices, [1.0, 2.0])
+
+
+@pytest.mark.parametrize("price", ["1_100", "1_0.5"])
+def test_python_only_number_syntax_is_refused(tmp_path, price):
+    path = tmp_path / "p.csv"
+    path.write_text(f"date,close\n2021-01-04,100\n2021-01-05,{price}\n")
+    with pytest.raises(ValueError, match=r"p\.csv, line 3: non-numeric value"):
+        load_prices_csv(path)
+
+
+def test_duplicate_column_names_are_refused(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("date,close,close\n2021-01-04,100,1\n2021-01-05,101,2\n")
+    with pytest.raises(ValueError, match=r"p\.csv, line 1: duplicate column names.*close"):
+        load_prices_csv(path)

@@ -93,3 +93,20 @@ def test_public_modules_print_their_parameters(module, expected):
 def test_keys_and_complex_leaves_keep_the_short_form():
     text = repr(hj.MCGreek(value=KEY, stderr=jnp.array([1.0 + 2.0j])))
     assert text == "MCGreek(value=key<fry>[], stderr=c64[1])"
+
+
+def test_softplus_stored_widths_print_as_passed():
+    """BandHedge stores softplus^-1(width); its repr shows the width a person passed, also
+    nested in a wrapper, and stays short under jit."""
+    assert re.fullmatch(r"BandHedge\(width=0\.0(49999\d*|5)\)", repr(hj.BandHedge(0.05)))
+    assert "scale=2.0" in repr(hj.WhalleyWilmott(1.0, scale=2.0))
+    text = repr(hj.AsymmetricBand(lower=0.25, upper=0.5))   # float32 softplus round trip
+    values = dict(re.findall(r"(lower|upper)=([0-9.]+)", text))
+    assert abs(float(values["lower"]) - 0.25) < 1e-6 and abs(float(values["upper"]) - 0.5) < 1e-6
+    assert "raw_" not in text
+    nested = repr(hj.Limits(hj.BandHedge(0.5), max_position=2.0))
+    assert abs(float(re.search(r"BandHedge\(width=([0-9.]+)\)", nested).group(1)) - 0.5) < 1e-6
+    assert "raw_" not in nested
+    seen = []
+    jax.jit(lambda w: seen.append(repr(hj.BandHedge(w))) or w)(0.1)
+    assert seen == ["BandHedge(width=weak_f32[])"] or "raw_" not in seen[0]

@@ -8,8 +8,10 @@ convert per path: hedge_error = 100 (payoff - sum(delta dS)) - V0 = -100 pl_no_c
 cost = 100 (pl_no_cost - pl_with_cost), pnl = hedge_error - cost. The timing covers what
 a pfhedge user runs: simulation, the hedge and the P&L (with and without cost).
 
-Install: `pip install torch==2.13.0` (a local CPU build) then `pip install pfhedge tqdm`
-(the `bench` extra). Requires r = q = 0 (pfhedge's BrownianStock has no rate).
+Install the CPU build of torch first, `pip install torch --index-url
+https://download.pytorch.org/whl/cpu` (a plain `pip install torch` pulls gigabytes of CUDA
+libraries), then `pip install -e '.[bench]'` (pfhedge, tqdm). Requires r = q = 0
+(pfhedge's BrownianStock has no rate).
 """
 
 from __future__ import annotations

@@ -497,6 +497,10 @@ def load_prices_csv(path: str | os.PathLike, date_column: str = "date",
         if date_at is None:  # maybe not a CSV file at all: show none of its text
             raise fail(header_line, f"missing column {_excerpt(date_column)} (date_column): no "
                        "header field has that name")
+        twice = sorted({c for c in header if c and header.count(c) > 1})
+        if twice:  # which of two "close" columns is the price? refuse rather than guess
+            raise fail(header_line, "duplicate column names in the header: "
+                       f"{_column_list(twice)}")
         price_at = _price_at(header, date_at, price_column,
                              lambda reason: fail(header_line, reason))
         date_name, price_name = _excerpt(header[date_at]), _excerpt(header[price_at])
@@ -517,6 +521,8 @@ def load_prices_csv(path: str | os.PathLike, date_column: str = "date",
             if not price_text:
                 raise fail(line, f"missing value in column {price_name}")
             try:
+                if "_" in price_text:  # Python accepts 1_100; a CSV number does not
+                    raise ValueError
                 value = float(price_text)
             except ValueError:
                 raise fail(line, f"non-numeric value {_excerpt(price_text)} in column "

@@ -50,6 +50,7 @@ class BandHedge(AbstractStrategy):
     """
 
     raw_width: jax.Array
+    _repr_public = {"raw_width": ("width", "width")}
 
     def __init__(self, width: float | jax.Array):
         self.raw_width = raw_softplus("width", width, owner="BandHedge")
@@ -84,6 +85,7 @@ class WhalleyWilmott(AbstractStrategy):
 
     risk_aversion: jax.Array
     raw_scale: jax.Array
+    _repr_public = {"raw_scale": ("scale", "scale")}
 
     def __init__(self, risk_aversion: float | jax.Array, scale: float | jax.Array = 1.0):
         self.risk_aversion = as_float(risk_aversion, "risk_aversion", scalar=True)

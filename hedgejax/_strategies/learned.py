@@ -92,6 +92,8 @@ class AsymmetricBand(AbstractStrategy):
 
     raw_lower: jax.Array
     raw_upper: jax.Array
+    _repr_public = {"raw_lower": ("lower", "lower_width"),
+                    "raw_upper": ("upper", "upper_width")}
 
     def __init__(self, lower: float | jax.Array, upper: float | jax.Array):
         """Args: lower, upper: the half-widths below and above -delta, in shares (>= 0)."""
