@@ -98,7 +98,8 @@ def test_keys_and_complex_leaves_keep_the_short_form():
 def test_softplus_stored_widths_print_as_passed():
     """BandHedge stores softplus^-1(width); its repr shows the width a person passed, also
     nested in a wrapper, and stays short under jit."""
-    assert re.fullmatch(r"BandHedge\(width=0\.0(49999\d*|5)\)", repr(hj.BandHedge(0.05)))
+    width = re.fullmatch(r"BandHedge\(width=([0-9.]+)\)", repr(hj.BandHedge(0.05)))
+    assert width and abs(float(width.group(1)) - 0.05) < 1e-7   # float32 softplus round trip
     assert "scale=2.0" in repr(hj.WhalleyWilmott(1.0, scale=2.0))
     text = repr(hj.AsymmetricBand(lower=0.25, upper=0.5))   # float32 softplus round trip
     values = dict(re.findall(r"(lower|upper)=([0-9.]+)", text))
