@@ -112,7 +112,7 @@ def fit(
         temperature: for non-smooth costs, the surrogate's temperature in shares (default 1%
             of the book's total quantity).
         clip_norm: clip gradients to this global norm.
-        progress: show a rich progress bar with the objective.
+        progress: show a rich progress bar with the objective (on stderr).
         checkpoint: file (.npz) to write every `checkpoint_every` steps and at the end.
         resume: a checkpoint file to continue from, or True to continue from `checkpoint`
             if it exists. Only a checkpoint of the same run resumes (same strategy
@@ -236,11 +236,14 @@ def _resume_path(resume, checkpoint) -> Path | None:
 
 class _Bar:
     def __init__(self, steps: int, start: int):
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        # on stderr: standard output holds the results a caller may redirect
         self.progress = Progress(TextColumn("fit"), BarColumn(), TextColumn("{task.completed}/"
                                  "{task.total}"), TextColumn("objective {task.fields[obj]}"),
-                                 TimeRemainingColumn(), transient=True)
+                                 TimeRemainingColumn(), console=Console(stderr=True),
+                                 transient=True)
         self.task = self.progress.add_task("fit", total=steps, completed=start, obj="-")
         self.progress.start()
 

@@ -1,18 +1,34 @@
 """File output: atomic writes (a temporary file in the same folder, renamed over the target, so
 a reader never sees a half-written result) that only ever replace regular files, and checks
-that let a command refuse an output path before it computes anything."""
+that let a command refuse an output path before it computes anything.
+
+A writer holds an exclusive `flock` on its temporary file `.NAME.XXXX.tmp` while it writes;
+a process killed meanwhile leaves the file behind, unlocked, and the next write of NAME in
+that folder removes it (a regular file, older than `STALE_SECONDS`, whose lock it can take).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-# A plot or a run folder's files take well under this; a folder with less free space is
-# reported as full before the work that would fill it starts.
-MIN_FREE_BYTES = 2**20
+try:
+    import fcntl
+except ImportError:     # Windows: no flock; stale temporary files are left alone
+    fcntl = None
+
+# A folder with less free space than this cannot hold even a plot: it is refused before
+# the work that would fill it starts (a run folder takes a few hundred KB; a disk that fills
+# during the write is reported then).
+MIN_FREE_BYTES = 64 * 2**10
+# A temporary file of an atomic write older than this, that no process holds locked, was
+# left by a writer that died: the next write removes it.
+STALE_SECONDS = 60.0
 
 
 def normal_mode(path: str | os.PathLike, directory: bool = False) -> None:
@@ -39,6 +55,9 @@ def refuse_non_regular(path: str | os.PathLike) -> None:
     try:
         mode = os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(path):
+            raise ValueError(f"{os.fspath(path)} is a symbolic link to {os.readlink(path)}, "
+                             "which does not exist; refusing to replace the link") from None
         return
     if not stat.S_ISREG(mode):
         raise ValueError(f"{os.fspath(path)} is {_kind(mode)}; an output must be a regular "
@@ -72,7 +91,7 @@ def check_writable_dir(folder: str | os.PathLike) -> None:
         return
     free = fs.f_bavail * fs.f_frsize
     if free < MIN_FREE_BYTES:
-        raise ValueError(f"{base} is full ({free:,} bytes free)")
+        raise ValueError(f"no space left on the device holding {base} ({free:,} bytes free)")
 
 
 def check_output_file(path: str | os.PathLike, what: str = "an output path") -> Path:
@@ -100,26 +119,103 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     return path
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """The folders that `folder.mkdir(parents=True)` would create, deepest first."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove `folders` (deepest first) while they are empty: what a failed write created."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def _lock(fd: int, block: bool = True) -> bool:
+    """An exclusive flock on `fd`; False when another process holds it (without `block`)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def clean_stale_temporaries(path: str | os.PathLike) -> list[str]:
+    """Remove the temporary files `.NAME.*.tmp` beside `path` that writers killed while
+    writing NAME left behind: regular files older than `STALE_SECONDS` whose lock no process
+    holds. Returns the names removed."""
+    path = Path(path)
+    if fcntl is None:
+        return []
+    prefix, removed = f".{path.name}.", []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return []
+    now = time.time()
+    for entry in entries:
+        if not (entry.name.startswith(prefix) and entry.name.endswith(".tmp")):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime > now - STALE_SECONDS:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if _lock(fd, block=False) and os.path.samestat(os.fstat(fd), info):
+                os.unlink(entry.path)
+                removed.append(entry.name)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Call `write(tmp_path)` to produce the file, then atomically move it to `path`. The file
     gets normal permissions (0644 under the usual umask 022). Raises ValueError, before
     writing anything, when `path` exists and is not a regular file (a folder, a device, a
-    FIFO): the rename would replace it."""
+    FIFO) or is a symbolic link to nothing: the rename would replace it; a link to a regular
+    file is written through. The temporary file is locked while written; stale ones from
+    killed writers are removed first; folders created for `path` are removed again when the
+    write fails and leaves them empty."""
     path = Path(path)
     refuse_non_regular(path)
+    if os.path.islink(path):
+        path = Path(os.path.realpath(path))
+    created = missing_folders(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    normal_mode(tmp)
     try:
+        clean_stale_temporaries(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except BaseException:
+        remove_empty(created)
+        raise
+    try:
+        _lock(fd)
+        normal_mode(tmp)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        remove_empty(created)
         raise
+    finally:
+        os.close(fd)    # releases the lock
     return path
 
 

@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import errno
 import json
 import math
+import os
 import re
+import struct
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -27,6 +30,8 @@ from . import __version__
 
 SEED_MAX = 2**32 - 1        # jax.random.key(seed) in 32-bit mode: larger seeds repeat others
 PATHS_MAX = 2**32 - 1       # paths are numbered by a uint32
+STEPS_MAX = 1_000_000       # TimeGrid's limit: every step is one step of the compiled scan
+ITERS_MAX = 1_000_000       # optimisation steps of fit-band (its history holds one per step)
 _FLOAT_MAX = {False: 3.4028234663852886e38, True: 1.7976931348623157e308}
 _FLOAT_TINY = {False: 1.1754943508222875e-38, True: 2.2250738585072014e-308}
 _SIGMAS = 8.0               # how far a simulated log-price may stray, in standard deviations
@@ -35,10 +40,59 @@ _PROGRESS_CHUNKS = 20
 _LANES = 64                 # hedge() lays paths out in rows of 64
 _MAX_MESSAGE = 500          # characters of a library message shown on the error line
 
-# Negative numbers such as -1e-3 or -inf are values, not flags: argparse alone only
-# recognises -1 and -.5, and says "expected one argument" for `--rate -1e-3`.
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|infinity|nan)$",
-                              re.IGNORECASE)
+# Anything that starts like a negative number (-1e-3, -.5, -inf, and -1_000, which the
+# number's type then refuses by name) is a value, not a flag: argparse alone only recognises
+# -1 and -.5, and says "expected one argument" for `--rate -1e-3`.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+_FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^[-+]?(inf|infinity|nan)$",
+                         re.IGNORECASE)
+_INT_TEXT = re.compile(r"^[-+]?\d+$")
+
+
+class Typed(float):
+    """A number flag's value that remembers the text typed, to echo it as typed (`1e-400`,
+    not the 0.0 it parses to; `-0.1`, not its float32 value)."""
+
+    text: str
+
+    def __new__(cls, value: float, text: str) -> Typed:
+        number = super().__new__(cls, value)
+        number.text = text
+        return number
+
+
+def _number(text: str) -> Typed:
+    """A float flag's type: decimal or scientific notation, inf or nan; no underscores (a
+    Python-only syntax)."""
+    word = text.strip()
+    if not _FLOAT_TEXT.match(word):
+        hint = "; no underscores" if "_" in word else ""
+        raise argparse.ArgumentTypeError(f"invalid number {text!r} (write e.g. 1000, -0.5 or "
+                                         f"1e-3{hint})")
+    return Typed(float(word), word)
+
+
+def _integer(text: str) -> int:
+    """An integer flag's type: decimal digits only (no underscores, no 1e6)."""
+    word = text.strip()
+    if not _INT_TEXT.match(word):
+        hint = "; no underscores" if "_" in word else ""
+        raise argparse.ArgumentTypeError(f"invalid integer {text!r} (write e.g. 1000{hint})")
+    return int(word)
+
+
+def _text(value: Any) -> str:
+    """A flag's value as typed (a default: in short form)."""
+    if isinstance(value, Typed):
+        return value.text
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# What the command line's messages need to know of the run: the flags' text as typed, and
+# whether --x64 was given (a message advising it then drops the advice).
+_CONTEXT: dict[str, Any] = {"typed": {}, "x64": False}
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -74,23 +128,23 @@ def _fail(message: str) -> NoReturn:
 
 def _market_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("market (Black-Scholes)")
-    g.add_argument("--spot", type=float, default=100.0, help="spot price (currency)")
-    g.add_argument("--vol", type=float, default=0.2, help="annual volatility")
-    g.add_argument("--rate", type=float, default=0.0,
+    g.add_argument("--spot", type=_number, default=100.0, help="spot price (currency)")
+    g.add_argument("--vol", type=_number, default=0.2, help="annual volatility")
+    g.add_argument("--rate", type=_number, default=0.0,
                    help="continuous risk-free rate per year (negative allowed)")
-    g.add_argument("--div", type=float, default=0.0, help="continuous dividend yield per year")
+    g.add_argument("--div", type=_number, default=0.0, help="continuous dividend yield per year")
     o = p.add_argument_group("option")
     o.add_argument("--option", choices=["call", "put", "digital"], default="call",
                    help="European call, put, or cash-or-nothing digital call")
-    o.add_argument("--strike", type=float, default=100.0, help="strike (currency)")
-    o.add_argument("--maturity", type=float, default=1.0, help="years to expiry")
-    o.add_argument("--quantity", type=float, default=1.0, help="units held (< 0 short)")
+    o.add_argument("--strike", type=_number, default=100.0, help="strike (currency)")
+    o.add_argument("--maturity", type=_number, default=1.0, help="years to expiry")
+    o.add_argument("--quantity", type=_number, default=1.0, help="units held (< 0 short)")
     p.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
     p.add_argument("--json", action="store_true", help="print one JSON object, not a table")
 
 
 def _seed_arg(p: argparse.ArgumentParser, default: int | None) -> None:
-    p.add_argument("--seed", type=int, default=default,
+    p.add_argument("--seed", type=_integer, default=default,
                    help=f"random seed, 0..{SEED_MAX}" + ("" if default is not None else
                                                          " (default: the config's)"))
 
@@ -118,51 +172,51 @@ def build_parser() -> argparse.ArgumentParser:
                         "(hedgejax experiment NAME --show-config)")
     p.add_argument("--show-config", action="store_true",
                    help="print the experiment's default config (TOML) and exit")
-    p.add_argument("--paths", type=int, default=None,
+    p.add_argument("--paths", type=_integer, default=None,
                    help="Monte Carlo paths (default: the config's)")
     _seed_arg(p, None)
-    p.add_argument("--out", metavar="DIR", default="runs",
-                   help="parent folder of the run folder NAME-<timestamp>")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="parent folder of the run folder NAME-<timestamp> (default: runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("fit-band", help="learn a no-trade band with optax (mean-variance)")
     _market_args(p)
-    p.add_argument("--steps", type=int, default=63, help="rebalancing grid steps")
-    p.add_argument("--horizon", type=float, default=None,
+    p.add_argument("--steps", type=_integer, default=63, help="rebalancing grid steps")
+    p.add_argument("--horizon", type=_number, default=None,
                    help="years hedged (default: the option's maturity)")
     p.add_argument("--band", choices=["constant", "ww", "learned"], default="constant",
                    help="constant width, Whalley-Wilmott (scale learned), or a learned MLP")
-    p.add_argument("--cost", type=float, default=0.002, help="proportional cost rate")
-    p.add_argument("--lam", type=float, default=1.0,
+    p.add_argument("--cost", type=_number, default=0.002, help="proportional cost rate")
+    p.add_argument("--lam", type=_number, default=1.0,
                    help="risk aversion: minimise E[cost] + lam Var[hedge error]")
-    p.add_argument("--iters", type=int, default=200, help="optimisation steps")
-    p.add_argument("--lr", type=float, default=0.05, help="Adam learning rate")
-    p.add_argument("--paths", type=int, default=8192, help="paths per optimisation step")
-    p.add_argument("--eval-paths", type=int, default=100_000,
+    p.add_argument("--iters", type=_integer, default=200, help="optimisation steps")
+    p.add_argument("--lr", type=_number, default=0.05, help="Adam learning rate")
+    p.add_argument("--paths", type=_integer, default=8192, help="paths per optimisation step")
+    p.add_argument("--eval-paths", type=_integer, default=100_000,
                    help="fresh paths to evaluate the fitted band and delta hedging")
     _seed_arg(p, 0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("hedge", help="simulate hedging an option and summarise the P&L")
     _market_args(p)
-    p.add_argument("--drift", type=float, default=None,
+    p.add_argument("--drift", type=_number, default=None,
                    help="real-world drift of the world (default: risk-neutral, rate - div)")
-    p.add_argument("--hedge-vol", type=float, default=None,
+    p.add_argument("--hedge-vol", type=_number, default=None,
                    help="volatility the hedger believes (default: the world's --vol)")
-    p.add_argument("--steps", type=int, default=252, help="rebalancing grid steps")
+    p.add_argument("--steps", type=_integer, default=252, help="rebalancing grid steps")
     p.add_argument("--strategy", choices=["none", "static", "delta", "band", "ww"],
                    default="delta", help="no hedge, static, delta, fixed band, "
                                          "Whalley-Wilmott band")
-    p.add_argument("--every", type=int, default=1, help="delta: rebalance every k steps")
-    p.add_argument("--width", type=float, default=0.05, help="band: half-width in shares")
-    p.add_argument("--risk-aversion", type=float, default=1.0, help="ww: risk aversion")
-    p.add_argument("--cost", type=float, default=0.0, help="proportional cost rate")
-    p.add_argument("--fixed", type=float, default=0.0, help="fixed fee per trade (currency)")
-    p.add_argument("--spread", type=float, default=0.0, help="half spread per share")
+    p.add_argument("--every", type=_integer, default=1, help="delta: rebalance every k steps")
+    p.add_argument("--width", type=_number, default=0.05, help="band: half-width in shares")
+    p.add_argument("--risk-aversion", type=_number, default=1.0, help="ww: risk aversion")
+    p.add_argument("--cost", type=_number, default=0.0, help="proportional cost rate")
+    p.add_argument("--fixed", type=_number, default=0.0, help="fixed fee per trade (currency)")
+    p.add_argument("--spread", type=_number, default=0.0, help="half spread per share")
     p.add_argument("--unwind", action="store_true", help="sell the hedge at T, paying costs")
-    p.add_argument("--paths", type=int, default=100_000, help="Monte Carlo paths (>= 2)")
+    p.add_argument("--paths", type=_integer, default=100_000, help="Monte Carlo paths (>= 2)")
     _seed_arg(p, 0)
-    p.add_argument("--alpha", type=float, default=0.99, help="VaR/ES confidence, in (0, 1)")
+    p.add_argument("--alpha", type=_number, default=0.99, help="VaR/ES confidence, in (0, 1)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="write a histogram of hedged vs unhedged P&L")
     p.add_argument("--no-progress", action="store_true",
@@ -175,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------
 
 _INT_FLAGS = {"paths": 1, "steps": 1, "every": 1, "iters": 1, "eval_paths": 40}
+_INT_MAX = {"paths": (PATHS_MAX, " (paths are numbered by a 32-bit integer)"),
+            "eval_paths": (PATHS_MAX, " (paths are numbered by a 32-bit integer)"),
+            "steps": (STEPS_MAX, " (every step is one step of the compiled scan)"),
+            "iters": (ITERS_MAX, "")}
 _FLOAT_FLAGS = ("spot", "vol", "rate", "div", "strike", "maturity", "quantity", "cost",
                 "fixed", "spread", "width", "risk_aversion", "lam", "lr", "horizon", "drift",
                 "hedge_vol", "alpha")
@@ -184,8 +242,20 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    """Refuse, naming the flag, every value that can be judged without computing."""
+def _float32(value: float) -> float:
+    """`value` rounded to float32 (a finite value within float32's range)."""
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _underflows(value: float) -> bool:
+    """True when `value` parsed to 0 from a text that is not zero (1e-400)."""
+    if value != 0 or not isinstance(value, Typed):
+        return False
+    mantissa = re.split(r"[eE]", value.text)[0]
+    return any(c in "123456789" for c in mantissa)
+
+
+def _check_ints(args: argparse.Namespace) -> None:
     for name, low in _INT_FLAGS.items():
         value = getattr(args, name, None)
         if value is None:
@@ -197,70 +267,127 @@ def _check_args(args: argparse.Namespace) -> None:
                                  "paths)",
                    "paths": " (a standard deviation needs two paths)" if low == 2 else ""}
             _fail(f"{_flag(name)} must be an integer >= {low}{why.get(name, '')}, got {value}")
-        if name in ("paths", "eval_paths") and value > PATHS_MAX:
-            _fail(f"{_flag(name)} must be <= {PATHS_MAX:,} (paths are numbered by a 32-bit "
-                  f"integer), got {value:,}")
+        high, why = _INT_MAX.get(name, (None, ""))
+        if name == "every":
+            high, why = args.steps, f" (the --steps, {args.steps:,}; a larger one never " \
+                                    "rebalances: use --strategy static)"
+        if high is not None and value > high:
+            _fail(f"{_flag(name)} must be <= {high:,}{why}, got {value:,}")
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed <= SEED_MAX:
         _fail(f"--seed must be an integer in 0..{SEED_MAX} (jax.random.key's range in 32-bit "
               f"mode), got {seed}")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse, naming the flag, every value that can be judged without computing."""
+    _check_ints(args)
     x64 = getattr(args, "x64", False)
     dtype = "float64" if x64 else "float32"
     for name in _FLOAT_FLAGS:
         value = getattr(args, name, None)
         if value is None:
             continue
+        typed = _text(value)
         if not math.isfinite(value):
-            _fail(f"{_flag(name)} must be finite, got {value}")
+            _fail(f"{_flag(name)} must be finite, got {typed}")
         if abs(value) > _FLOAT_MAX[x64]:
-            _fail(f"{_flag(name)} {value:g} overflows {dtype} (largest {_FLOAT_MAX[x64]:.3g})"
+            _fail(f"{_flag(name)} {typed} overflows {dtype} (largest {_FLOAT_MAX[x64]:.3g})"
                   + ("" if x64 else "; use a smaller value or --x64"))
-        if 0 < abs(value) < _FLOAT_TINY[x64]:
-            _fail(f"{_flag(name)} {value:g} is below {dtype}'s smallest normal number "
+        if 0 < abs(value) < _FLOAT_TINY[x64] or _underflows(value):
+            _fail(f"{_flag(name)} {typed} is below {dtype}'s smallest normal number "
                   f"({_FLOAT_TINY[x64]:.3g})" + ("" if x64 else "; use 0, a larger value or "
                                                  "--x64"))
     for name in ("cost", "fixed", "spread", "width", "lam"):
         if getattr(args, name, 0) < 0:
-            _fail(f"--{name} must be >= 0, got {getattr(args, name)}")
+            _fail(f"--{name} must be >= 0, got {_text(getattr(args, name))}")
     for name in ("lr", "horizon"):
         value = getattr(args, name, None)
         if value is not None and value <= 0:
-            _fail(f"--{name} must be > 0, got {value}")
+            _fail(f"--{name} must be > 0, got {_text(value)}")
     alpha = getattr(args, "alpha", None)
-    if alpha is not None and not 0 < alpha < 1:
-        _fail(f"--alpha must be in (0, 1), got {alpha}")
+    if alpha is not None:
+        if not 0 < alpha < 1:
+            _fail(f"--alpha must be in (0, 1), got {_text(alpha)}")
+        if not x64 and not 0 < _float32(alpha) < 1:
+            _fail(f"--alpha {_text(alpha)} rounds to {_float32(alpha):g} in float32; use a "
+                  "value in (0, 1) at least 1e-7 from either end, or add --x64")
+    if args.command == "fit-band" and args.quantity == 0:
+        _fail("--quantity must not be 0 for fit-band: there is no option position to hedge "
+              "(the band's width is learned in shares of the book)")
     if args.command in ("hedge", "fit-band"):
         _check_price_range(args)
+        _check_costs(args)
+
+
+def _check_costs(args: argparse.Namespace) -> None:
+    """Refuse a cost flag whose costs over a path can overflow the working precision: a path
+    trades at most --steps + 2 times (the start, every step, the unwind), each trade of up
+    to |--quantity| shares (and more, for a delta's swings: a margin of 1e3), at prices
+    around --spot. The P&L's variance squares them, so the bound is sqrt(largest)."""
+    limit = math.sqrt(_FLOAT_MAX[args.x64]) / 1e3
+    trades = args.steps + 2
+    shares = max(abs(args.quantity), 1.0)
+    per_unit = {"fixed": (trades, "--steps + 2 trades"),
+                "spread": (trades * shares, "--steps + 2 trades of |--quantity| shares"),
+                "cost": (trades * shares * max(args.spot, 1.0),
+                         "--steps + 2 trades of |--quantity| shares at --spot")}
+    for name, (factor, what) in per_unit.items():
+        value = getattr(args, name, 0.0)
+        if value * factor > limit:
+            dtype = "float64" if args.x64 else "float32"
+            _fail(f"--{name} {_text(value)} is too large for {dtype}: a path's costs (up to "
+                  f"{what}, {value * factor:.3g}) leave the range where its P&L and their "
+                  f"variance are finite; lower --{name}" + ("" if args.x64 else " or add --x64"))
 
 
 def _check_price_range(args: argparse.Namespace) -> None:
     """Refuse a world whose simulated prices can leave the working precision (overflow to
     inf, or underflow to 0, whose log is -inf: either makes the P&L NaN) before simulating:
     spot * exp(+-((|drift| + vol^2) T + 8 vol sqrt(T))) must lie within float32's range
-    (float64's with --x64)."""
+    (float64's with --x64). The flag named is the one to blame: the horizon when the world
+    fits over one year, else the largest term."""
     horizon = max(args.maturity, getattr(args, "horizon", None) or 0.0)
     if args.spot <= 0 or args.vol < 0 or horizon <= 0:
         return      # out of the model's domain: the library names the flag
     drift = args.drift if getattr(args, "drift", None) is not None else args.rate - args.div
     drift_flag = ("--drift" if getattr(args, "drift", None) is not None
                   else "the drift --rate - --div")
-    shift = {"--vol": args.vol**2 * horizon + _SIGMAS * args.vol * math.sqrt(horizon),
-             drift_flag: abs(drift) * horizon}
-    log_spot = math.log(args.spot)
-    low, high = log_spot - sum(shift.values()), log_spot + sum(shift.values())
     log_min, log_max = math.log(_FLOAT_TINY[args.x64]), math.log(_FLOAT_MAX[args.x64])
-    if log_min <= low and high <= log_max:
+    log_spot = math.log(args.spot)
+
+    def shifts(t: float) -> dict[str, float]:
+        return {"--vol": args.vol**2 * t + _SIGMAS * args.vol * math.sqrt(t),
+                drift_flag: abs(drift) * t}
+
+    def fits(t: float) -> bool:
+        spread = sum(shifts(t).values())
+        return log_min <= log_spot - spread and log_spot + spread <= log_max
+
+    if fits(horizon):
         return
-    shift["--spot"] = abs(log_spot)
-    culprit = max(shift, key=shift.__getitem__)
-    value = {"--vol": args.vol, drift_flag: drift, "--spot": args.spot}[culprit]
+    shift = shifts(horizon)
+    low, high = log_spot - sum(shift.values()), log_spot + sum(shift.values())
+    horizon_flag = ("--horizon" if getattr(args, "horizon", None) is not None
+                    and args.horizon >= args.maturity else "--maturity")
+    value_of = {"--vol": _text(args.vol), drift_flag: f"{drift:g}", "--spot": _text(args.spot),
+                horizon_flag: _text(args.horizon if horizon_flag == "--horizon"
+                                    else args.maturity)}
+    if horizon > 1 and fits(1.0):
+        culprit = horizon_flag
+    else:
+        shift["--spot"] = abs(log_spot)
+        culprit = max(shift, key=shift.__getitem__)
+    if drift_flag == "--drift":
+        value_of["--drift"] = _text(args.drift)
     size = "too small" if culprit == "--spot" and log_spot < 0 else "too large"
     dtype = "float64" if args.x64 else "float32"
-    _fail(f"{culprit} {value:g} is {size} for {dtype}: with --spot {args.spot:g}, --vol "
-          f"{args.vol:g}, drift {drift:g} and T = {horizon:g} years, simulated prices "
-          f"spot*exp(+-((|drift| + vol^2) T + {_SIGMAS:g} vol sqrt(T))) span e^{low:.0f}.."
-          f"e^{high:.0f}, beyond {dtype}'s e^{log_min:.0f}..e^{log_max:.0f}; lower it"
-          + ("" if args.x64 else " or add --x64"))
+    _fail(f"{culprit} {value_of[culprit]} is {size} for {dtype}: with --spot "
+          f"{_text(args.spot)}, --vol {_text(args.vol)}, drift {value_of[drift_flag]} and T = "
+          f"{_text(args.horizon if horizon_flag == '--horizon' else args.maturity)} years, "
+          f"simulated prices spot*exp(+-((|drift| + vol^2) T + {_SIGMAS:g} vol sqrt(T))) span "
+          f"e^{low:.0f}..e^{high:.0f}, beyond {dtype}'s e^{log_min:.0f}..e^{log_max:.0f}; "
+          "lower it" + ("" if args.x64 else " or add --x64"))
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -269,7 +396,10 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
     try:
         if getattr(args, "plot", None) is not None:
+            from ._plots import plot_format
+
             check_output_file(args.plot, "a plot path")
+            plot_format(args.plot)
         if args.command == "experiment":
             check_output_dir(args.out)
     except ValueError as err:
@@ -318,7 +448,16 @@ def _rename(message: str, names: dict[str, str]) -> str:
     pattern = re.compile(r"(?<![\w.-])(?:[A-Z]\w*\.)?(" + "|".join(map(re.escape, names))
                          + r")(?![\w-])")
     message = pattern.sub(lambda m: names[m.group(1)], message)
-    return message.replace("enable jax_enable_x64", "add --x64")
+    message = message.replace("enable jax_enable_x64", "add --x64")
+    # `--vol=-0.10000000149011612` (the float32 value the library saw): the text typed
+    typed = _CONTEXT["typed"]
+    message = re.sub(r"(--[\w-]+)=(-?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?|-?inf|nan)",
+                     lambda m: f"{m.group(1)}={typed[m.group(1)]}" if m.group(1) in typed
+                     else m.group(0), message, flags=re.IGNORECASE)
+    if _CONTEXT["x64"]:     # advice to add --x64 when it is already there
+        message = re.sub(r"add --x64 or |,? or add --x64|;? add --x64(?=$|[;.])", "",
+                         message)
+    return message
 
 
 def _is_jax_runtime_error(err: BaseException) -> bool:
@@ -343,10 +482,10 @@ def _flags_for(names: dict[str, str], non_finite: str = "") -> Iterator[None]:
 
 
 def _scale_hint(args: argparse.Namespace) -> str:
-    drift = "" if getattr(args, "drift", None) is None else f" --drift {args.drift:g},"
-    return (f"the paths' scale comes from --spot {args.spot:g}, --vol {args.vol:g},{drift} "
-            f"--maturity {args.maturity:g} and --quantity {args.quantity:g}; lower them"
-            + ("" if args.x64 else " or add --x64"))
+    drift = "" if getattr(args, "drift", None) is None else f" --drift {_text(args.drift)},"
+    return (f"the paths' scale comes from --spot {_text(args.spot)}, --vol {_text(args.vol)},"
+            f"{drift} --maturity {_text(args.maturity)} and --quantity {_text(args.quantity)}; "
+            "lower them" + ("" if args.x64 else " or add --x64"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -467,9 +606,10 @@ def _hedge(hj, args) -> tuple[dict[str, Any], dict[str, str]]:
         from ._plots import pnl_histogram
 
         try:
-            pnl_histogram(result, args.plot, title=f"{args.strategy} hedge of {args.option}")
+            pnl_histogram(result, args.plot, title=f"{args.strategy} hedge of {_book(args)}: "
+                                                   f"{args.paths:,} paths x {args.steps:,} steps")
         except (OSError, ValueError) as err:
-            _fail(f"--plot: {_os_message(err)}")
+            _fail(f"--plot: {_os_message(err, Path(args.plot).parent)}")
     return stats, notes
 
 
@@ -500,7 +640,7 @@ def _fit_band(hj, args) -> dict[str, Any]:
         fitted, history = hj.fit(initial[args.band](), objective, model, book, costs, grid,
                                  key=key, optimizer=optax.adam(args.lr), steps=args.iters,
                                  n_paths=args.paths,
-                                 progress=not (args.json or args.no_progress))
+                                 progress=_progress_wanted(args))
     eval_key = jax.random.fold_in(key, 2**31 - 1)  # paths the fit never saw
     with _flags_for({**names, "n_paths": "--eval-paths"}, non_finite=_scale_hint(args)):
         fitted_stats = hj.evaluate(fitted, objective, model, book, costs, grid,
@@ -527,74 +667,147 @@ def _fit_band(hj, args) -> dict[str, Any]:
 
 
 _LABELS = {
+    "price": "value ($)",
+    "delta": "delta (shares)",
+    "gamma": "gamma (shares per $1 of spot)",
+    "vega": "vega ($ per 1.00 vol)",
+    "theta": "theta ($ per year)",
+    "rho": "rho ($ per 1.00 rate)",
+    "vanna": "vanna (shares per 1.00 vol)",
+    "volga": "volga ($ per 1.00 vol, squared)",
     "n_paths": "paths",
-    "initial_price": "book price V0",
-    "mean": "mean P&L",
-    "stderr": "std error of mean",
-    "std": "std P&L",
-    "var": "VaR (loss)",
-    "es": "expected shortfall (loss)",
-    "mean_hedge_error": "mean hedge error (before costs)",
-    "std_hedge_error": "std hedge error",
-    "mean_cost": "mean cost",
+    "initial_price": "book value V0 ($)",
+    "mean": "mean P&L ($)",
+    "stderr": "std error of mean P&L ($)",
+    "std": "std P&L ($)",
+    "var": "VaR at {alpha} (loss, $)",
+    "es": "expected shortfall at {alpha} (loss, $)",
+    "mean_hedge_error": "mean hedge error before costs ($)",
+    "std_hedge_error": "std hedge error ($)",
+    "mean_cost": "mean cost ($)",
     "mean_trades": "mean trades per path",
-    "unhedged_std": "std P&L unhedged",
-    "hedge_effectiveness": "hedge effectiveness",
-    "vega": "vega (per 1.00 vol)",
-    "rho": "rho (per 1.00 rate)",
-    "theta": "theta (per year)",
+    "unhedged_std": "std P&L unhedged ($)",
+    "hedge_effectiveness": "hedge effectiveness (1 - var ratio)",
     "half_width_shares": "fitted half-width (shares)",
     "ww_scale": "fitted Whalley-Wilmott scale",
-    "objective": "E(cost) + lam Var(hedge error), fresh paths",
+    "objective": "objective, fresh paths",
     "objective_stderr": "std error of the objective",
-    "delta_hedge_objective": "same objective, delta hedging every step",
+    "delta_hedge_objective": "objective, delta hedging every step",
     "delta_hedge_objective_stderr": "std error of delta hedging's",
     "first_objective": "training objective, first step",
     "last_objective": "training objective, last step",
 }
 
 
+def _book(args) -> str:
+    return (f"{_text(args.quantity)} {args.option} K={_text(args.strike)}, "
+            f"T={_text(args.maturity)}y")
+
+
 def _title(args) -> str:
-    what = f"{args.quantity:g} x {args.option} K={args.strike:g} T={args.maturity:g}y"
+    """The table's title: the command and its inputs, as typed."""
+    market = f"S={_text(args.spot)}, vol={_text(args.vol)}"
     if args.command == "fit-band":
-        return (f"hedgejax fit-band: {args.band} band for {what}, cost {args.cost:g}, "
-                f"lam {args.lam:g}, {args.steps} steps")
+        return (f"hedgejax fit-band: {args.band} band for {_book(args)}, {market}, cost "
+                f"{_text(args.cost)}, lam {_text(args.lam)}, {args.steps:,} steps")
     if args.command != "hedge":
-        return f"hedgejax {args.command}: {what}, S={args.spot:g} vol={args.vol:g}"
-    return (f"hedgejax hedge: {args.strategy} hedge of {what}, {args.paths:,} paths x "
-            f"{args.steps} steps, P&L in time-T money, VaR/ES at {args.alpha:g}")
+        return f"hedgejax {args.command}: {_book(args)}, {market}"
+    return (f"hedgejax hedge: {args.strategy} hedge of {_book(args)}, {market}: "
+            f"{args.paths:,} paths x {args.steps:,} steps, seed {args.seed}")
 
 
-def _show(title: str, values: dict[str, Any], notes: dict[str, str]) -> None:
+def _caption(args) -> str:
+    """What the table's numbers are: units, what is held, the sign convention."""
+    book = f"the book {_text(args.quantity)} x {args.option} (< 0 short)"
+    rate = f"rate {_text(args.rate)}, dividend {_text(args.div)}"
+    if args.command == "price":
+        return f"Black-Scholes value of {book}; {rate}; $ is the currency of --spot"
+    if args.command == "greeks":
+        return (f"sensitivities of the value of {book} to each input, the others held fixed "
+                f"({rate}); > 0: the value rises with the input")
+    if args.command == "hedge":
+        return (f"P&L at T of {book} and its hedge, in $ (time-T money): P&L > 0 is a gain; "
+                f"VaR and ES are losses at confidence {_text(args.alpha)}, > 0 a loss; {rate}; "
+                f"costs: --cost {_text(args.cost)}, --fixed {_text(args.fixed)}, --spread "
+                f"{_text(args.spread)}")
+    return (f"objective E(cost) + lam Var(hedge error) in $ and $^2 per path, lower is better; "
+            f"on {args.eval_paths:,} fresh paths; {rate}; {args.iters:,} steps of Adam")
+
+
+def _rows(args, values: dict[str, Any]) -> list[tuple[str, str]]:
+    from .experiments._framework import format_value
+
+    alpha = _text(getattr(args, "alpha", ""))
+    return [(_LABELS.get(k, k).format(alpha=alpha), format_value(v))
+            for k, v in values.items()]
+
+
+def _show(args, values: dict[str, Any], notes: dict[str, str]) -> None:
+    """The results as a table (statistic, value) at the terminal's width; on a terminal too
+    narrow for it, `label: value` lines (a number is never cut)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=escape(title))
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    for k, v in values.items():
-        table.add_row(_LABELS.get(k, k), f"{v:,.6g}" if isinstance(v, float) else str(v))
+    rows = _rows(args, values)
     console = Console()
+    needed = max(len(label) for label, _ in rows) + max(len(v) for _, v in rows) + 7
+    if console.width < needed:
+        print(_title(args))
+        for label, value in rows:
+            print(f"{label}: {value}")
+        print(_caption(args))
+        for note in notes.values():
+            print(f"note: {note}")
+        return
+    table = Table()
+    table.add_column("statistic", overflow="fold")
+    table.add_column("value", justify="right", no_wrap=True, min_width=max(
+        len(v) for _, v in rows))
+    for label, value in rows:
+        table.add_row(escape(label), value)
+    console.print(escape(_title(args)))
     console.print(table)
+    console.print(escape(_caption(args)))
     for note in notes.values():
         console.print(f"note: {escape(note)}")
 
 
-def _strict_json(values: dict[str, Any], notes: dict[str, str]) -> dict[str, Any]:
-    """`values` with every non-finite float as None, and a note saying why."""
+def _json_number(value: Any, x64: bool) -> Any:
+    """A float as JSON writes it: the shortest repr of its float32 value in float32 mode
+    (7.965567, not 7.965567111968994), 0.0 for -0.0."""
+    if not isinstance(value, float) or isinstance(value, bool) or not math.isfinite(value):
+        return value
+    if value == 0:
+        return 0.0
+    if not x64 and abs(value) <= _FLOAT_MAX[False]:
+        import numpy as np
+
+        value = float(str(np.float32(value)))
+    return float(value)
+
+
+def _strict_json(values: dict[str, Any], notes: dict[str, str],
+                 x64: bool = True) -> dict[str, Any]:
+    """`values` with every non-finite float as None, and a note saying why; floats in the
+    working precision's shortest form."""
     clean = {}
     for k, v in values.items():
         if isinstance(v, float) and not math.isfinite(v):
             notes.setdefault(k, f"{k} is {v} (not a finite number)")
             v = None
-        clean[k] = v
+        clean[k] = _json_number(v, x64)
     return clean
 
 
-def _os_message(err: BaseException) -> str:
+def _os_message(err: BaseException, folder: str | os.PathLike | None = None) -> str:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        where = folder if folder is not None else Path(err.filename or ".").parent
+        return f"no space left on the device holding {os.fspath(where) or '.'}"
     if isinstance(err, OSError) and err.filename is not None:
         return f"cannot write {err.filename}: {err.strerror or err}"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
     return _first_line(err)
 
 
@@ -646,45 +859,121 @@ def _list_experiments(experiments, framework) -> None:
     Console().print(table)   # the terminal's width: the question column wraps
 
 
+def _refuse_unused(args, when: str) -> None:
+    """Refuse experiment flags that do nothing `when` (with list, with --show-config)."""
+    for name, given in (("config", args.config is not None), ("paths", args.paths is not None),
+                        ("seed", args.seed is not None), ("out", args.out is not None),
+                        ("no_progress", args.no_progress)):
+        if given:
+            _fail(f"{_flag(name)} has no effect with {when}")
+
+
+@contextlib.contextmanager
+def _stdout() -> Iterator[None]:
+    """Write to standard output: a failed write (a full disk, a closed terminal) is one line
+    `hedgejax: error: ...`; a closed pipe (`| head`) goes up to main, which exits quietly."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as err:
+        _silence_stdout()
+        _fail(f"cannot write to standard output: {err.strerror or _first_line(err)}")
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device, so that the flush at exit of what could not
+    be written fails no second time."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _experiment(args) -> int:
     experiments, framework = _experiments_module()
     if args.name == "list":
         if args.show_config:
             _fail("--show-config needs an experiment name, not 'list'")
-        _list_experiments(experiments, framework)
+        _refuse_unused(args, "list")
+        with _stdout():
+            _list_experiments(experiments, framework)
         return 0
     if args.name not in experiments.NAMES:
         _fail(f"unknown experiment '{args.name}' (choose from: {', '.join(experiments.NAMES)})")
     if args.show_config:
-        sys.stdout.write(_default_toml(args.name))
+        _refuse_unused(args, "--show-config")
+        with _stdout():
+            sys.stdout.write(_default_toml(args.name))
         return 0
+    if args.out is None:
+        args.out = "runs"
+    if not args.out.strip():
+        _fail("--out must name a folder, got an empty name")
     _check_outputs(args)
+    from ._io import missing_folders, remove_empty
+
+    created = missing_folders(Path(args.out))
+    ok = False
     try:
         framework.run_experiment(args.name, config=args.config, paths=args.paths,
                                  seed=args.seed, out=args.out, progress=not args.no_progress)
+        ok = True
     except ValueError as err:  # ConfigError and UnicodeDecodeError included
         _fail(_first_line(err))
     except csv.Error as err:
         key = "config key 'prices_csv': " if args.name == "historical" else ""
         _fail(f"{key}cannot parse the CSV file: {_first_line(err)}")
     except OSError as err:
-        _fail(f"--out {args.out}: {_os_message(err)}")
+        _fail(f"--out {args.out}: {_os_message(err, args.out)}")
     except RuntimeError as err:
         if not _is_jax_runtime_error(err):
             raise
         _fail(_first_line(err))
+    finally:
+        if not ok:
+            remove_empty(created)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on `argv` (default: sys.argv[1:]); returns the exit status.
-    Bare `hedgejax` prints the help (its commands) and returns 0."""
+    Bare `hedgejax` prints the help (its commands) and returns 0. Ctrl-C prints
+    `hedgejax: interrupted` and returns 130 (128 + SIGINT, the shell's convention); a closed
+    pipe on standard output (`hedgejax experiment list | head -1`) returns 1 quietly, as
+    Python's documentation advises and rich's tables do."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("hedgejax: interrupted", file=sys.stderr)
+        if argv is None:
+            # the command line itself: leave at once, without the interpreter's shutdown,
+            # during which a computation still running in XLA's threads can crash
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 1
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     if not argv:
-        parser.print_help()
+        with _stdout():
+            parser.print_help()
         return 0
-    args = parser.parse_args(argv)
+    with _stdout():     # --help and --version print
+        args = parser.parse_args(argv)
+    _CONTEXT["typed"] = {_flag(k): v.text for k, v in vars(args).items()
+                         if isinstance(v, Typed)}
+    _CONTEXT["x64"] = bool(getattr(args, "x64", False))
     if args.command == "bench":
         return _bench(args)
     _check_args(args)
@@ -705,14 +994,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         values = {"price": _price, "greeks": _greeks, "fit-band": _fit_band}[args.command](
             hj, args)
-    if args.json:
-        values = _strict_json(values, notes)
-        payload = {"command": args.command, "inputs": vars(args), "results": values}
-        if notes:
-            payload["notes"] = notes
-        print(json.dumps(payload, allow_nan=False))
-    else:
-        _show(_title(args), values, notes)
+    with _stdout():
+        if args.json:
+            values = _strict_json(values, notes, args.x64)
+            inputs = {k: _json_number(float(v), True) if isinstance(v, float) else v
+                      for k, v in vars(args).items()}
+            payload = {"command": args.command, "inputs": inputs, "results": values}
+            if notes:
+                payload["notes"] = notes
+            print(json.dumps(payload, allow_nan=False))
+        else:
+            _show(args, values, notes)
     return 0
 
 

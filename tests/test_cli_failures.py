@@ -66,7 +66,8 @@ def strict_json(text: str):
     # paths that would overflow (or underflow) float32: named, before simulating
     (["hedge", "--vol", "20", "--paths", "512", "--steps", "8"], ["--vol 20", "--x64"]),
     (["hedge", "--drift", "200", "--paths", "512", "--steps", "8"], ["--drift 200"]),
-    (["hedge", "--drift", "1e6", "--paths", "512", "--steps", "8"], ["--drift 1e+06"]),
+    (["hedge", "--drift", "1e6", "--paths", "512", "--steps", "8"],
+     ["--drift 1e6", "drift 1e6 and"]),
     # seeds beyond jax.random.key's range, in every command that takes one
     (["hedge", "--seed", "18446744073709551616"], ["--seed", "0..4294967295"]),
     (["fit-band", "--seed", "18446744073709551616"], ["--seed", "0..4294967295"]),
@@ -74,7 +75,7 @@ def strict_json(text: str):
     # memory estimated and refused before allocating
     (["hedge", "--paths", "2147483648", "--steps", "2"], ["--paths 2,147,483,648", "GiB"]),
     # float32 range; a library message by the flag that set the value
-    (["price", "--spot", "1e39"], ["--spot 1e+39", "float32"]),
+    (["price", "--spot", "1e39"], ["--spot 1e39", "float32"]),
     (["hedge", "--hedge-vol", "0", *TINY], ["--hedge-vol must be"]),
     (["hedge", "--paths", "1", "--steps", "5", "--json"], ["--paths must be an integer >= 2"]),
     (["greeks", "--vol", "1e-30", "--json"], ["--vol"]),
@@ -148,15 +149,19 @@ def test_plot_path_is_refused_before_computing(tmp_path, case):
 
 
 def test_full_folder_is_refused(tmp_path, monkeypatch):
-    real = os.statvfs(tmp_path)
-
     class Full:
-        f_bavail, f_frsize = 3, real.f_frsize
+        f_bavail, f_frsize = 3, 4096
     monkeypatch.setattr(os, "statvfs", lambda path: Full)
-    with pytest.raises(ValueError, match="is full"):
+    with pytest.raises(ValueError, match="no space left on the device holding"):
         _io.check_output_file(tmp_path / "pnl.png")
-    with pytest.raises(ValueError, match="is full"):
+    with pytest.raises(ValueError, match="no space left on the device holding"):
         _io.check_output_dir(tmp_path / "runs")
+
+    class Small:    # 400 KB free: more than a run writes
+        f_bavail, f_frsize = 100, 4096
+    monkeypatch.setattr(os, "statvfs", lambda path: Small)
+    _io.check_output_file(tmp_path / "pnl.png")
+    _io.check_output_dir(tmp_path / "runs")
 
 
 @pytest.mark.parametrize("case", ["file", "read-only"])
@@ -283,7 +288,7 @@ def test_historical_csv_failures_are_one_line(tmp_path, case):
     (csv.Error("field larger than field limit (131072)"),
      ["config key 'prices_csv'", "field limit"]),
     (OSError(28, "No space left on device", "runs/x/results.json"),
-     ["--out", "No space left on device", "results.json"]),
+     ["--out", "no space left on the device holding"]),
     (UnicodeDecodeError("utf-8", b"\xe9", 0, 1, "invalid continuation byte"), ["utf-8"]),
 ])
 def test_experiment_errors_become_one_line(tmp_path, monkeypatch, capsys, error, needles):
@@ -297,6 +302,22 @@ def test_experiment_errors_become_one_line(tmp_path, monkeypatch, capsys, error,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and all(needle in err for needle in needles), err
+    assert "[Errno" not in err
+
+
+def test_failed_experiment_leaves_no_empty_out_folder(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "new" / "runs"
+
+    def fill_up(*args, out, **kwargs):
+        Path(out).mkdir(parents=True)
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(_framework, "run_experiment", fill_up)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["experiment", "market-maker", "--out", str(out)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == (f"hedgejax: error: --out {out}: no space left on the "
+                                       f"device holding {out}\n")
+    assert os.listdir(tmp_path) == []       # the folders it created, removed again
 
 
 # ---------------------------------------------------------------------------------------
@@ -411,3 +432,234 @@ def test_fit_refuses_a_checkpoint_path_before_training(tmp_path, monkeypatch, ta
         hj.fit(hj.BandHedge(0.05), hj.risk.mean_cost_variance(1.0), hj.BlackScholes(100.0, 0.2),
                hj.EuropeanCall(100.0, 1.0), hj.Proportional(0.001), hj.TimeGrid(1.0, 4),
                key=0, steps=2, n_paths=16, checkpoint=path)
+
+
+# ---------------------------------------------------------------------------------------
+# Review findings: bounds, culprits, typed echoes, output streams, tables, files
+# ---------------------------------------------------------------------------------------
+
+
+def refused(capsys, argv, *needles: str) -> str:
+    """cli.main(argv) in-process: status 2, one line naming `needles`, nothing on stdout."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and out == "", err
+    assert err.count("\n") == 1 and err.startswith("hedgejax: error: "), err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+HEDGE = ["hedge", "--paths", "64", "--steps", "4"]
+
+
+@pytest.mark.parametrize("argv, needles", [
+    # integer flags bounded before jax sees them
+    ([*HEDGE, "--every", "3000000000"], ["--every must be <= 4", "3,000,000,000"]),
+    ([*HEDGE, "--every", "99999999999"], ["--every"]),
+    (["hedge", "--steps", "2000000"], ["--steps must be <= 1,000,000"]),
+    (["fit-band", "--iters", "3000000000"], ["--iters must be <= 1,000,000"]),
+    (["fit-band", "--eval-paths", "99999999999"], ["--eval-paths must be <= 4,294,967,295"]),
+    # the culprit named
+    ([*HEDGE, "--maturity", "1e6"], ["--maturity 1e6 is too large"]),
+    ([*HEDGE, "--fixed", "1e38"], ["--fixed 1e38 is too large"]),
+    ([*HEDGE, "--spread", "3e38"], ["--spread 3e38 is too large"]),
+    (["fit-band", "--band", "learned", "--quantity", "0"], ["--quantity must not be 0"]),
+    ([*HEDGE, "--alpha", "0.999999999"], ["--alpha 0.999999999 rounds to 1 in float32"]),
+    # echoed as typed
+    ([*HEDGE, "--spot", "1e-400"], ["--spot 1e-400 is below float32's smallest"]),
+    # underscores refused by name, with or without a sign
+    (["price", "--rate", "-1_000"], ["argument --rate: invalid number '-1_000'"]),
+    (["price", "--rate", "1_000"], ["argument --rate: invalid number '1_000'"]),
+    (["hedge", "--paths", "1_000"], ["argument --paths: invalid integer '1_000'"]),
+    # flags that would do nothing
+    (["experiment", "list", "--paths", "5"], ["--paths has no effect with list"]),
+    (["experiment", "market-maker", "--show-config", "--out", "afile"],
+     ["--out has no effect with --show-config"]),
+    (["experiment", "market-maker", "--out", ""], ["--out must name a folder"]),
+])
+def test_refused_before_computing(capsys, argv, needles):
+    refused(capsys, argv, *needles)
+
+
+def test_library_messages_echo_the_flag_as_typed(capsys):
+    err = refused(capsys, [*HEDGE, "--hedge-vol", "-0.1"], "--hedge-vol")
+    assert "-0.1" in err and "0.10000000149" not in err
+
+
+def test_x64_advice_dropped_under_x64(capsys, x64):
+    err = refused(capsys, ["greeks", "--x64", "--vol", "1e-300"], "--vol")
+    assert "--x64" not in err
+
+
+def test_large_every_is_no_traceback_as_a_process():
+    assert_one_line_error(run(*HEDGE, "--every", "3000000000"), "--every")
+
+
+@pytest.mark.parametrize("argv", [["greeks", "--json"],
+                                  ["experiment", "market-maker", "--show-config"]])
+def test_full_stdout_is_one_line(argv):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "hedgejax.cli", *argv], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=300, env=ENV)
+    assert_one_line_error(proc, "cannot write to standard output", "No space left")
+
+
+class _Closed:
+    def __init__(self, error):
+        self.error = error
+
+    def write(self, text):
+        raise self.error
+
+    def flush(self):
+        raise self.error
+
+
+def test_broken_pipe_exits_quietly_and_ctrl_c_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdout", _Closed(BrokenPipeError(32, "Broken pipe")))
+    assert cli.main(["experiment", "market-maker", "--show-config"]) == 1
+    monkeypatch.undo()
+    assert capsys.readouterr().err == ""
+
+    def interrupt(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_check_args", interrupt)
+    assert cli.main(["price"]) == 130
+    assert capsys.readouterr().err == "hedgejax: interrupted\n"
+
+
+def test_tables_have_units_typed_inputs_and_formatted_numbers(capsys):
+    assert cli.main(["hedge", "--paths", "1000", "--steps", "4", "--strike", "1234567e-4",
+                     "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    words = " ".join(out.split())
+    assert "K=1234567e-4" in words and "1,000 paths x 4 steps" in words
+    assert "statistic" in out and "quantity" not in out
+    assert "mean P&L ($)" in out and "VaR at 0.99 (loss, $)" in out
+    assert "P&L > 0 is a gain" in words
+    assert any(line.startswith("│ paths ") and "1,000 │" in line for line in out.splitlines())
+    assert "e+" not in out and "e-0" not in out
+    assert cli.main(["greeks"]) == 0
+    out = capsys.readouterr().out
+    assert "vega ($ per 1.00 vol)" in out and "39.70" in out
+
+
+def test_narrow_terminal_gets_label_value_lines(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "30")
+    assert cli.main(["greeks", "--quantity", "1000"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "delta (shares): 539.8" in lines and "vega ($ per 1.00 vol): 39,695" in lines
+
+
+def test_json_floats_are_float32_shortest(capsys):
+    assert cli.main(["hedge", "--paths", "64", "--steps", "4", "--json"]) == 0
+    results = strict_json(capsys.readouterr().out)["results"]
+    for key, value in results.items():
+        if isinstance(value, float):
+            assert repr(value) == str(np.float32(value)), key
+    clean = cli._strict_json({"z": -0.0}, {}, x64=False)
+    assert math.copysign(1, clean["z"]) == 1
+
+
+def test_plot_format_follows_the_suffix(tmp_path, capsys, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    pdf = tmp_path / "out.PDF"
+    assert cli.main([*HEDGE, "--plot", str(pdf), "--json"]) == 0
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    ax = figures[0].axes[1]
+    assert ax.get_ylabel() and all(t == int(t) for t in ax.get_yticks())
+    assert "64 paths x 4 steps" in figures[0].get_suptitle()
+    capsys.readouterr()
+    refused(capsys, [*HEDGE, "--plot", str(tmp_path / "x.xyz")], "--plot", ".xyz")
+    dangling = tmp_path / "dangling.png"
+    dangling.symlink_to(tmp_path / "missing.png")
+    refused(capsys, [*HEDGE, "--plot", str(dangling)], "--plot", "symbolic link")
+    assert dangling.is_symlink()
+
+
+def test_atomic_write_writes_through_a_link_to_a_file(tmp_path):
+    target = tmp_path / "real.txt"
+    target.write_text("old")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    _io.atomic_write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+
+
+_KILLED_WRITER = """
+import importlib.util, sys, time
+spec = importlib.util.spec_from_file_location("_io", sys.argv[1])
+io_ = importlib.util.module_from_spec(spec); spec.loader.exec_module(io_)
+def write(tmp):
+    open(tmp, "w").write("half")
+    print("writing", flush=True)
+    time.sleep(600)
+io_.atomic_write(sys.argv[2], write)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="flock and SIGKILL: POSIX")
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
+    import fcntl
+    import signal
+
+    target = tmp_path / "p.png"
+    child = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, _io.__file__, str(target)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "writing\n"
+        (held,) = tmp_path.glob(".p.png.*.tmp")
+        old = time.time() - 2 * _io.STALE_SECONDS
+        os.utime(held, (old, old))
+        _io.atomic_write_text(target, "1")       # the living writer's file is locked: kept
+        assert held.exists()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    # a fresh one and one in use (locked here) are kept; a stale, unlocked one goes
+    fresh = tmp_path / ".p.png.fresh.tmp"
+    fresh.write_text("")
+    busy = tmp_path / ".p.png.busy.tmp"
+    busy.write_text("")
+    os.utime(busy, (old, old))
+    with open(busy) as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        _io.atomic_write_text(target, "2")
+    assert not held.exists() and fresh.exists() and busy.exists()
+    assert target.read_text() == "2"
+
+
+def test_fit_progress_goes_to_stderr(capsys, monkeypatch):
+    from hedgejax import _fit
+
+    bar = _fit._Bar(3, 0)
+    bar.close()
+    assert bar.progress.console.stderr
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert cli.main(["fit-band", "--iters", "2", "--paths", "64", "--eval-paths", "64",
+                     "--steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("hedgejax fit-band: constant band")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX signals")
+def test_ctrl_c_during_a_run_is_one_line_and_status_130():
+    """A real SIGINT while XLA computes: one line, status 130 (128 + SIGINT), no traceback,
+    no crash in the interpreter's shutdown."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "hedgejax.cli", "hedge", "--paths",
+                             "20000000", "--steps", "252", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(5)       # past the imports, into the simulation
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert (proc.returncode, err, out) == (130, "hedgejax: interrupted\n", "")
