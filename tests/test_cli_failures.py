@@ -663,3 +663,19 @@ def test_ctrl_c_during_a_run_is_one_line_and_status_130():
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert (proc.returncode, err, out) == (130, "hedgejax: interrupted\n", "")
+
+
+def test_ctrl_c_while_jax_loads_prints_one_line(monkeypatch, capsys):
+    """The console script's entry point runs before `import hedgejax` (which loads jax): a
+    KeyboardInterrupt during that import is one line and status 130, not a traceback."""
+    import types
+
+    import hedgejax_entry
+
+    class Loading(types.ModuleType):
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "hedgejax.cli", Loading("hedgejax.cli"))
+    assert hedgejax_entry.main() == 130
+    assert capsys.readouterr().err == "hedgejax: interrupted\n"
