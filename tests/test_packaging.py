@@ -35,7 +35,8 @@ DISTRIBUTION_OF_IMPORT = {"QuantLib": "quantlib", "absl": "absl-py"}
 # pfhedge imports without declaring it (experiments/bench_w1.py checks it is installed).
 TOOLS = {"pytest-xdist", "ruff", "tqdm"}
 # The project's own top-level modules (tests import their helpers and each other by name).
-LOCAL = {"hedgejax", "experiments", "tests"} | {p.stem for p in (ROOT / "tests").glob("*.py")}
+LOCAL = ({"hedgejax", "experiments", "tests"} | set(PYPROJECT["tool"]["setuptools"]["py-modules"])
+         | {p.stem for p in (ROOT / "tests").glob("*.py")})
 
 
 def _normalise(name: str) -> str:
