@@ -1,4 +1,5 @@
-"""The benchmark suite: workloads W1-W4 of DESIGN, each with its baselines in the same run.
+"""The benchmark suite: workloads W1-W4 (docs/architecture.md), each with its baselines in the
+same run.
 
 - W1 `bench_w1.py`: delta hedge of a call, hedgejax against NumPy (float64, float32) and
   pfhedge when installed; path-steps/s, ratios, compile time, peak memory.

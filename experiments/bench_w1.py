@@ -1,10 +1,11 @@
 """Benchmark of workload W1: hedgejax against a hand-written NumPy baseline, in one run.
 
-Workload W1 (see DESIGN): the user holds one long European call (S0 = K = 100, T = 1,
-vol = 0.2, r = q = 0) on Black-Scholes GBM paths, delta-hedged at every one of 252 steps
-(``DeltaHedge(every=1)``) with proportional costs of 10 bp one-way (``Proportional(0.001)``),
-for 2^16, 2^18 and 2^20 paths. hedgejax runs in float32 (its default); the baseline is
-``experiments/baselines/numpy_w1.py`` in float64 (and float32 for reference).
+Workload W1 (docs/architecture.md, "Benchmark workloads"): the user holds one long European
+call (S0 = K = 100, T = 1, vol = 0.2, r = q = 0) on Black-Scholes GBM paths, delta-hedged at
+every one of 252 steps (``DeltaHedge(every=1)``) with proportional costs of 10 bp one-way
+(``Proportional(0.001)``), for 2^16, 2^18 and 2^20 paths. hedgejax runs in float32 (its
+default); the baseline is ``experiments/baselines/numpy_w1.py`` in float64 (and float32 for
+reference).
 
 Each (implementation, n_paths) measurement runs in its own child process, so the reported
 peak RSS belongs to that implementation alone. hedgejax: the first call (trace + compile +

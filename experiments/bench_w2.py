@@ -1,9 +1,9 @@
 """Benchmark W2: learning a no-trade band by gradient descent through the hedge.
 
-Workload W2 (DESIGN): an ATM call (S0 = K = 100, T = 0.25, vol 0.2, r = 0), 63 steps,
-`Proportional(0.002)`, objective `risk.mean_cost_variance(lam=0.1)`, float32; `fit` of a
-`BandHedge` width from 0.05 shares (adam, cosine-decaying learning rate from 1e-2, fresh
-paths every step). Reports:
+Workload W2 (docs/architecture.md, "Benchmark workloads"): an ATM call (S0 = K = 100, T = 0.25,
+vol 0.2, r = 0), 63 steps, `Proportional(0.002)`, objective `risk.mean_cost_variance(lam=0.1)`,
+float32; `fit` of a `BandHedge` width from 0.05 shares (adam, cosine-decaying learning rate
+from 1e-2, fresh paths every step). Reports:
 
 - the wall time of the fit to convergence (compile included, and steady state), the fitted
   width and how much it moved over the last 50 steps;

@@ -1,9 +1,9 @@
 """Benchmark W3: all Greeks of a 1,000-option book, autodiff vs bump-and-revalue.
 
-The book (DESIGN workload W3): 1,000 European calls and puts, strikes uniform in [50, 150],
-maturities uniform in [0.1, 2] years, quantities in [-100, 100], under Black-Scholes and
-(when available) Heston. Both methods give per-instrument and total Greeks (delta, gamma,
-vega, theta, rho, vanna, volga) in float64 and are compiled with `jax.jit`:
+The book (workload W3 of docs/architecture.md): 1,000 European calls and puts, strikes uniform
+in [50, 150], maturities uniform in [0.1, 2] years, quantities in [-100, 100], under
+Black-Scholes and (when available) Heston. Both methods give per-instrument and total Greeks
+(delta, gamma, vega, theta, rho, vanna, volga) in float64 and are compiled with `jax.jit`:
 
 - autodiff: `hj.greeks(model, book, per_instrument=True)` (one compiled call; forward mode,
   since four inputs feed a thousand outputs) and the book totals `hj.greeks(model, book)`

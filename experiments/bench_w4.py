@@ -1,10 +1,11 @@
 """Benchmark W4: hedging in a Heston world with Black-Scholes deltas.
 
-Workload W4 (DESIGN): W1's trade (long 1 ATM call, S0 = K = 100, T = 1, 252 daily steps,
-`DeltaHedge(every=1)`, `Proportional(0.001)`, float32) in a Heston world (v0 = theta = 0.04,
-kappa = 1.5, xi = 0.5, rho = -0.7, Andersen QE), hedged with Black-Scholes deltas at a fixed
-implied vol of 0.2 (`hedge_model=BlackScholes(100, 0.2)`). W1 (a Black-Scholes world) is
-measured in the same process, so the ratio shows what the Heston step costs.
+Workload W4 (docs/architecture.md, "Benchmark workloads"): W1's trade (long 1 ATM call,
+S0 = K = 100, T = 1, 252 daily steps, `DeltaHedge(every=1)`, `Proportional(0.001)`, float32) in a
+Heston world (v0 = theta = 0.04, kappa = 1.5, xi = 0.5, rho = -0.7, Andersen QE), hedged with
+Black-Scholes deltas at a fixed implied vol of 0.2 (`hedge_model=BlackScholes(100, 0.2)`). W1
+(a Black-Scholes world) is measured in the same process, so the ratio shows what the Heston
+step costs.
 
 Reports path-steps/s (median of `--repeats` steady-state calls), compile time (first call
 minus the median), peak RSS of the process, and the P&L statistics of both worlds: the

@@ -1,10 +1,11 @@
 """`hedge()`: the one loop. Simulates the world step by step, lets the strategy rebalance,
 charges costs and accrues P&L, for all paths at once, in one compiled `lax.scan`.
 
-Conventions (DESIGN.md section 2). The user holds the book, bought at t0 at the hedge model's
-price V0 and financed at the world's `rate`. At step i (time t_i) the hedger observes S_i,
-chooses h_i shares (held over [t_i, t_{i+1})) and pays costs(h_i - h_{i-1}, S_i); h_{-1} = 0.
-Holding h_i gains g_i = h_i (S_{i+1} e^{q dt} - S_i e^{r dt}). In time-T money:
+Conventions (docs/architecture.md, "Conventions"). The user holds the book, bought at t0 at
+the hedge model's price V0 and financed at the world's `rate`. At step i (time t_i) the
+hedger observes S_i, chooses h_i shares (held over [t_i, t_{i+1})) and pays
+costs(h_i - h_{i-1}, S_i); h_{-1} = 0. Holding h_i gains
+g_i = h_i (S_{i+1} e^{q dt} - S_i e^{r dt}). In time-T money:
 
     hedge_error = book value at T - V0 e^{rT} + sum_i g_i e^{r(T - t_{i+1})}
     cost        = sum_i cost_i e^{r(T - t_i)}

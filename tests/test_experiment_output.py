@@ -275,3 +275,131 @@ def test_market_maker_output(tmp_path, capsys, monkeypatch, umask):
     assert "es_0.99" not in report.split("## What was measured")[0]
     assert {p.name for p in folder.glob("*.png")} == {"pnl_hist.png", "sample_path.png",
                                                       "bands.png"}
+
+
+# ---------------------------------------------------------------------------------------
+# Config files, path counts, progress, wrapping, plots (review of "a user's first hour")
+# ---------------------------------------------------------------------------------------
+
+
+def _config_error(path, message):
+    with pytest.raises(_framework.ConfigError, match=message) as err:
+        _framework.load_config("market-maker", path)
+    assert str(path) in str(err.value)
+
+
+def test_config_must_be_a_small_regular_utf8_file(tmp_path):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)                 # opening it would block forever: refused before opening
+    _config_error(fifo, "not a regular file")
+    _config_error("/dev/zero", "not a regular file")        # would read without end
+    _config_error(tmp_path, "is a folder")
+    big = tmp_path / "big.toml"
+    with open(big, "wb") as f:
+        f.truncate(_framework.MAX_CONFIG_BYTES + 1)          # sparse: nothing written
+    _config_error(big, "more than the 1,048,576")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"paths = 100\n# caf\xe9\n")
+    _config_error(latin, r"line 2: not UTF-8 text \(byte 0xe9\)")
+
+
+def test_paths_bounds_name_the_key(monkeypatch, tmp_path):
+    with pytest.raises(_framework.ConfigError, match=r"config key 'paths' must be >= 2 "):
+        _framework.load_config("market-maker", overrides={"paths": 1})
+    with pytest.raises(_framework.ConfigError, match=r"must be >= 2 and <= 4,294,967,295, "
+                                                     r"got 99999999999999"):
+        _framework.load_config("market-maker", overrides={"paths": 99999999999999})
+    # more paths than memory holds: refused before anything runs, naming key and flag
+    monkeypatch.setattr("hedgejax._validate.memory_limit", lambda: 2**30)
+    with pytest.raises(_framework.ConfigError,
+                       match=r"^config key 'paths' \(--paths\) = 33,554,432 .* needs about "
+                             r"1\.\d GiB.*lower paths"):
+        run_experiment("market-maker", paths=2**25, out=tmp_path / "runs", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_experiment_allows_the_paths_it_can_run():
+    """The lower bound of 'paths' is each experiment's real minimum: 2 for a P&L sample's
+    statistics, more where an experiment says so (band-learning's batches)."""
+    for name in NAMES:
+        module = _framework.load_module(name)
+        rule = {**_framework.COMMON_BOUNDS, **getattr(module, "BOUNDS", {})}["paths"]
+        assert rule.lo >= 2, name
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal(capsys):
+    ctx = _framework.Context(name="market-maker", seed=0, progress=True)
+    assert list(ctx.track(range(3), "working")) == [0, 1, 2]
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""          # stderr is not a terminal here: no bar at all
+
+
+@pytest.mark.parametrize("text,width,lines", [
+    ("99% ES ($ loss)", 8, ["99% ES", "($ loss)"]),
+    ("mean cost to insure ($ at t0)", 9, ["mean cost", "to insure", "($ at t0)"]),
+    ("width 0.0275", 6, ["width 0.0275"]),
+    ("scale 0.938, gamma 2", 12, ["scale 0.938,", "gamma 2"]),
+    ("hedge effectiveness (1 - Var / Var unhedged)", 14,
+     ["hedge", "effectiveness", "(1 - Var / Var", "unhedged)"]),
+])
+def test_wrap_keeps_units_and_numbers_with_their_words(text, width, lines):
+    assert _framework._wrap(text, width) == lines
+
+
+def test_narrow_header_breaks_before_the_unit_not_inside_it():
+    table = [{"strategy": "delta", "es_0.99": 4757.0, "mean_cost": 2000.0}]
+    text = _render(30, print_table, "t", table,
+                   headers={"mean_cost": "mean cost to insure ($ at t0)"})
+    assert "($ loss)" in text and "($ at t0)" in text
+
+
+def test_histogram_note_is_under_the_axis_not_on_the_bars():
+    fig, ax = figure()
+    histograms(ax[0, 0], {"a": np.random.default_rng(0).normal(size=500)})
+    assert not ax[0, 0].texts
+    assert ax[0, 0].get_xlabel() == ("P&L at T ($)\n(0.2-99.8 percentile range shown; tails "
+                                     "not drawn)")
+    assert ax[0, 0].get_ylabel() == "density (1/$)"
+
+
+def test_log_axes_are_labelled_over_their_whole_range():
+    from hedgejax.experiments._common import log_ticks
+
+    fig, ax = figure()
+    a = ax[0, 0]
+    a.plot([0.42, 2.3], [0.11, 0.6])
+    a.set_xscale("log")
+    a.set_yscale("log")
+    log_ticks(a.xaxis)
+    log_ticks(a.yaxis)
+    finish_figure(fig)
+    fig.canvas.draw()
+    for axis, lo, hi in ((a.xaxis, 0.42, 2.3), (a.yaxis, 0.11, 0.6)):
+        ticks = [t for t in axis.get_majorticklabels() if t.get_text()]
+        values = [t.get_position()[axis is a.yaxis] for t in ticks]
+        inside = [v for v in values if lo * 0.9 <= v <= hi * 1.1]
+        assert len(inside) >= 4, values
+        # a labelled tick near each end of the data: no unlabelled stretch at either end
+        assert min(inside) <= lo * 1.5 and max(inside) >= hi / 1.5, values
+    xlabels = [t.get_text() for t in a.xaxis.get_majorticklabels() if t.get_text()]
+    assert "2" in xlabels
+
+
+def test_plural_and_cost_phrase():
+    from hedgejax.experiments._common import cost_phrase, plural
+
+    assert plural(1, "call") == "1 call" and plural(1.0, "year") == "1 year"
+    assert plural(10000, "call") == "10,000 calls" and plural(0.25, "year") == "0.25 years"
+    assert cost_phrase(0.0) == "with no costs"
+    assert cost_phrase(0.001) == "paying 0.10% of the traded value"
+
+
+def test_prices_csv_must_be_a_regular_file(tmp_path):
+    from hedgejax.experiments import historical
+
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    cfg = _framework.load_config("historical", overrides={"prices_csv": str(fifo)})
+    with pytest.raises(_framework.ConfigError,
+                       match=r"^config key 'prices_csv': .*fifo.csv is not a regular file"):
+        historical._load(cfg)

@@ -114,17 +114,47 @@ def test_overlap_stderr_validates():
 # ---------------------------------------------------------------------------------------
 
 # keys that are already the words a person reads
-PLAIN = {"world", "strategy", "band", "rebalance"}
+PLAIN = {"world", "strategy", "band", "rebalance", "paths"}   # keys that read as headers
 MONEY = re.compile(r"pnl|cost|loss|premium|price|shortfall|error|objective|gap_to|^var_|^es_|"
                    r"stderr|v0_")
 UNIT = re.compile(r"\$|%|\bshares?\b|\byears?\b|\bdays?\b|\bbp\b")
 
 
+def check_fits(folder, widths=(80, 120)) -> None:
+    """The run's terminal table (rebuilt from results.json: title, caption, headers, the
+    displayed columns) sits side by side at 80 and 120 columns, every line within the width,
+    no number cut, no short "(...)" unit split across header lines, and nothing blank on top.
+    Called by check_readable and by the tests of the other experiments."""
+    from rich.console import Console
+
+    from hedgejax.experiments._framework import UNIT_MAX, print_table
+
+    payload = json.loads((folder / "results.json").read_text())
+    display, headers = payload["display"], payload["headers"]
+    for width in widths:
+        console = Console(width=width, record=True, force_terminal=False)
+        with console.capture() as cap:
+            print_table(payload["title"], payload["table"], headers=headers,
+                        caption=payload["caption"], display=display, console=console)
+        text = cap.get()
+        lines = text.splitlines()
+        assert lines[0].strip(), "blank line before the title"
+        assert max(len(line.rstrip()) for line in lines) <= width, (width, text)
+        assert any(set(line.strip()) == {"━"} for line in lines), \
+            f"{payload['experiment']} at {width} columns: one block per row\n{text}"
+        for col in display:
+            for unit in re.findall(r"\([^()]*\)", headers[col]):
+                if len(unit) <= UNIT_MAX and " " in unit:
+                    assert unit in text, (width, headers[col], text)
+
+
 def check_readable(folder) -> None:
     """The run folder's report.md gives the table a caption with a unit and a sign convention,
-    and every column a human header (the experiment's, or STATS_HEADERS), money with "$".
+    and every column a human header (the experiment's, or STATS_HEADERS), money with "$";
+    the terminal table fits 80 and 120 columns (`check_fits`).
     Called by the tests that run jump-risk, model-risk, portfolio-insurance, band-learning and
     historical (tests/test_experiments_a.py, _b.py, _c.py), on their run folders."""
+    check_fits(folder)
     payload = json.loads((folder / "results.json").read_text())
     keys = list(payload["table"][0])
     lines = (folder / "report.md").read_text().splitlines()
@@ -145,10 +175,14 @@ def check_readable(folder) -> None:
         f"caption {caption!r} has no sign convention"
 
 
-def _fake_run(folder, caption: str, header: str):
+def _fake_run(folder, caption: str, header: str, experiment: str = "x", table=None,
+              headers=None):
     folder.mkdir()
+    table = table or [{"strategy": "delta", "mean_pnl": 1.5}]
     (folder / "results.json").write_text(json.dumps(
-        {"table": [{"strategy": "delta", "mean_pnl": 1.5}]}))
+        {"experiment": experiment, "table": table, "title": "t", "caption": caption,
+         "headers": headers or {"strategy": "strategy", "mean_pnl": header},
+         "display": list(table[0])}))
     (folder / "report.md").write_text(
         f"# x\n\n## Results\n\n{caption}\n\n| strategy | {header} |\n|---|---:|\n"
         "| delta | 1.5 |\n")
@@ -164,6 +198,15 @@ def test_check_readable_rejects_raw_keys_missing_units_and_captions(tmp_path):
         check_readable(_fake_run(tmp_path / "unitless", good, "mean P&L"))
     with pytest.raises(AssertionError, match="caption"):
         check_readable(_fake_run(tmp_path / "bare", "", "mean P&L ($)"))
+
+
+def test_check_fits_rejects_a_table_in_blocks(tmp_path):
+    row = {"strategy": "delta", **{f"column_{i}": 12345.678 for i in range(12)}}
+    wide = _fake_run(tmp_path / "wide", "c", "h", table=[row],
+                     headers={k: f"{k} ($ loss)" for k in row})
+    check_fits(wide, widths=(200,))
+    with pytest.raises(AssertionError, match="one block per row"):
+        check_fits(wide, widths=(80,))
 
 
 def test_historical_names_its_data_synthetic_or_the_users_file(tmp_path):

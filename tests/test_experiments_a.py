@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import check_run_folder
+from test_experiment_output_b import check_fits
 
 from hedgejax.experiments._framework import ConfigError, run_experiment
 
@@ -15,6 +16,7 @@ def _run(name, tmp_path, overrides):
     folder = run_experiment(name, out=tmp_path, overrides=overrides, progress=False,
                             show=False)
     payload = check_run_folder(folder, name)
+    check_fits(folder)         # the terminal table at 80 and 120 columns, side by side
     return payload, payload["table"]
 
 
@@ -48,6 +50,7 @@ def test_gamma_scalping(tmp_path):
                           {"paths": 4000, "realised_vols": [0.1, 0.2, 0.3]})
     # drift = rate: the gamma integral is the BS price difference (to float64 rounding)
     assert payload["results"]["theory_vs_bs_difference_max_gap"] < 1e-9
+    assert payload["caption"].startswith("Long 1 at-the-money straddle (")   # not "(s)"
     for r in table:
         # the mean P&L of hedging at the implied vol is the theory, within Monte Carlo error
         assert abs(r["mean_pnl"] - r["theory_mean"]) < 4 * r["stderr"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import check_run_folder
+from test_experiment_output_b import check_fits
 
 from hedgejax.experiments._framework import run_experiment
 
@@ -18,6 +19,7 @@ def test_frequency_vs_cost_small(tmp_path):
                    "risk_aversions": [1.0, 10.0], "lams": [1.0], "fit_steps": 20,
                    "fit_paths": 512})
     payload = check_run_folder(folder, "frequency-vs-cost")
+    check_fits(folder)
     assert (folder / "frontier.png").exists()
     table = payload["table"]
     assert {r["family"] for r in table} == {"calendar", "move-based", "fixed band",
@@ -65,6 +67,9 @@ def test_band_learning_small(tmp_path):
     # the fitted band is as good as the grid minimum, within 3 standard errors
     assert fit["objective"] - best["objective"] < 3 * fit["objective_se"]
     assert len(payload["results"]["training"]["constant"]["objective"]) == 40
+    # the title's path count has separators; widths in the header, not " sh" in each cell
+    assert "on 4,096 fresh paths" in payload["title"]
+    assert best["grid_best"].startswith("width ") and "sh" not in best["parameters"]
 
 
 def test_band_learning_rejects_unknown_band_type(tmp_path):

@@ -11,6 +11,7 @@ import re
 import numpy as np
 import pytest
 from conftest import check_run_folder
+from test_experiment_output_b import check_fits
 
 from hedgejax.experiments._framework import run_experiment
 
@@ -20,8 +21,11 @@ def test_vega_hedging_listed_option_removes_variance_risk(tmp_path):
                             overrides={"paths": 400, "steps": 6,
                                        "option_hedges": ["delta-vega"]})
     payload = check_run_folder(folder, "vega-hedging")
+    check_fits(folder)
     rows = {r["strategy"]: r for r in payload["table"]}
     assert list(rows) == ["unhedged", "delta", "delta-vega"]
+    # grammar: "Long 1 call", and no "0.00%" for shares that trade free
+    assert payload["caption"].startswith("Long 1 call (") and "0.00%" not in payload["caption"]
     # Shares cannot hedge the variance; the listed option can: about half the residual std
     # at any step count (0.5-0.55 over seeds), asserted with a wide margin.
     assert rows["delta-vega"]["std_frictionless"] < 0.8 * rows["delta"]["std_frictionless"]

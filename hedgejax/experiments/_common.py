@@ -103,12 +103,51 @@ def finish_figure(fig) -> None:
             ax.tick_params(axis="x", labelrotation=30)
 
 
+# tick multiples per decade on a log axis, sparsest first (`log_ticks`)
+LOG_SUBS = [(1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0),
+            (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0),
+            (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)]
+
+
+def log_ticks(axis, min_labels: int = 4) -> None:
+    """Label a log-scale axis (`ax.xaxis` or `ax.yaxis`, after plotting) with plain numbers
+    at 1-2-5-style multiples, dense enough that at least `min_labels` fall inside the axis
+    limits, however narrow the range (matplotlib labels only powers of 10 by default, and
+    its minor labels come and go with the range); unlabelled minor ticks at 1..9 x 10^k."""
+    import math
+
+    from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
+
+    axis.axes.autoscale_view()
+    lo, hi = sorted(axis.get_view_interval())
+    ticks: list[float] = []
+    for subs in LOG_SUBS:
+        ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)) - 1,
+                                              math.ceil(math.log10(hi)) + 1)
+                 for m in subs if lo <= m * 10.0 ** k <= hi]
+        if len(ticks) >= min_labels:
+            break
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(_log_formatter())
+    axis.set_minor_locator(LogLocator(subs=tuple(range(1, 10))))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _log_formatter():
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(x, pos=None):
+        return f"{x:,.10g}" if x >= 1 else f"{x:.3g}"
+
+    return FuncFormatter(fmt)
+
+
 def histograms(ax, samples: dict[str, Any], bins: int = 80, xlabel: str = "P&L at T ($)",
                clip: tuple[float, float] = (0.2, 99.8)) -> None:
     """Overlaid step histograms on common bins (densities), one per label, over the
     `clip` percentiles of all samples together. The tails outside are not drawn (piling
     them into the end bins would draw spikes that are not there); the heights stay the
-    density of the whole sample, and a note on the axes says what range is shown.
+    density of the whole sample, and a note under the x label says what range is shown.
     The y axis is a density per unit of x ("density (1/$)" when x is in $)."""
     arrays = {k: np.asarray(v, dtype=float) for k, v in samples.items()}
     lo = min(np.percentile(a, clip[0]) for a in arrays.values())
@@ -120,13 +159,26 @@ def histograms(ax, samples: dict[str, Any], bins: int = 80, xlabel: str = "P&L a
     for label, a in arrays.items():
         ax.hist(a, bins=edges, weights=np.full(a.shape, 1.0 / (a.size * width)),
                 histtype="step", label=label, linewidth=1.4)
-    ax.text(0.01, 0.99, f"{clip[0]:g}-{clip[1]:g} percentile range;\ntails not drawn",
-            transform=ax.transAxes, va="top", ha="left", fontsize=7, color="0.4")
-    ax.set_xlabel(xlabel)
+    # the note goes under the axis label, where it cannot cover a bar
+    ax.set_xlabel(f"{xlabel}\n({clip[0]:g}-{clip[1]:g} percentile range shown; tails not "
+                  f"drawn)")
     inner = xlabel[xlabel.rfind("(") + 1:-1] if xlabel.endswith(")") else ""
     unit = inner.split(",")[-1].strip()      # "P&L (per option, $)" -> "$"
     ax.set_ylabel(f"density (1/{unit})" if unit else "density")
     ax.legend(fontsize=8)
+
+
+def plural(count: float, noun: str, plural_noun: str | None = None) -> str:
+    """`count` and `noun` as a person writes them: "1 call", "10,000 calls", "2.5 shares"."""
+    word = noun if count == 1 else (plural_noun or noun + "s")
+    return f"{count:,g} {word}" if count != int(count) else f"{int(count):,} {word}"
+
+
+def cost_phrase(rate: float, traded: str = "the traded value") -> str:
+    """"paying 0.10% of the traded value", or "with no costs" for a rate of 0."""
+    if rate == 0:
+        return "with no costs"
+    return f"paying {rate:.2%} of {traded}"
 
 
 DAYS_PER_YEAR = 252

@@ -10,7 +10,8 @@ and a default config `configs/NAME.toml` beside this file (every key it reads, w
 defaults (an unknown key, a value of the wrong type or out of its bounds is a `ConfigError`
 naming the key), runs the experiment, and writes into `runs/NAME-<timestamp>/`:
 
-    results.json   config, the key (seed), versions, device, timing, the table, all results
+    results.json   config, the key (seed), versions, device, timing, the table (with its
+                   title, caption, headers and terminal columns), all results
     summary.csv    the main table
     *.png          the figures
     report.md      the question, the table, what was measured, the figures, the command
@@ -21,9 +22,13 @@ written atomically too, and folders and files get the permissions of the umask. 
 while writing leaves its temporary folder behind; the next run into the same folder removes
 it (`clean_stale_temporaries`: unlocked, and older than both that run's start and a minute).
 
-The terminal table fits the terminal's real width (`print_table`: headers wrap, numbers never
-do; too narrow, one block per row); numbers have 4 significant digits and thousands
-separators there, and every digit results.json keeps in report.md (`format_full`).
+The terminal table fits the terminal's real width (`print_table`: headers and labels wrap
+between words, before a short "($ loss)" unit and never inside it, a number stays with its
+name, numbers never wrap; too narrow, one block per row, the last resort). An experiment
+lists in `Outcome.display` the essential columns, so that its table sits side by side at 80
+columns (the files keep all). Numbers have 4 significant digits and thousands separators
+there, and every digit results.json keeps in report.md (`format_full`). Progress bars go to
+stderr, and only when it is a terminal: stdout carries the table and nothing else.
 """
 
 from __future__ import annotations
@@ -76,11 +81,14 @@ class Range:
             raise ConfigError(f"config key '{key}' must be {self.describe()}, got {value!r}")
 
     def describe(self) -> str:
+        def num(x: float) -> str:
+            return f"{int(x):,}" if float(x).is_integer() and abs(x) >= 1e4 else f"{x:g}"
+
         parts = []
         if self.lo is not None:
-            parts.append(f"{'>=' if self.lo_closed else '>'} {self.lo:g}")
+            parts.append(f"{'>=' if self.lo_closed else '>'} {num(self.lo)}")
         if self.hi is not None:
-            parts.append(f"{'<=' if self.hi_closed else '<'} {self.hi:g}")
+            parts.append(f"{'<=' if self.hi_closed else '<'} {num(self.hi)}")
         return " and ".join(parts) or "finite"
 
 
@@ -100,7 +108,9 @@ def Between(lo: float, hi: float, closed: bool = False) -> Range:  # noqa: N802
     return Range(lo=lo, hi=hi, lo_closed=closed, hi_closed=closed)
 
 
-COMMON_BOUNDS = {"seed": Range(lo=0, hi=2**32 - 1), "paths": AtLeast(1)}
+# paths: a P&L sample needs 2 outcomes for its statistics (risk.summary); below 2**32 path
+# indices (the random streams). An experiment raises the lower bound in its BOUNDS.
+COMMON_BOUNDS = {"seed": Range(lo=0, hi=2**32 - 1), "paths": Range(lo=2, hi=2**32 - 1)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -148,6 +158,71 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
     raise ConfigError(f"config key '{key}' has an unsupported type")  # pragma: no cover
 
 
+MAX_CONFIG_BYTES = 2**20     # a config is a few hundred bytes; refuse anything over 1 MiB
+
+
+def check_regular_file(path: str | os.PathLike, what: str) -> os.stat_result:
+    """The `os.stat` of `path`, or a ConfigError naming `what` and the file when it is
+    missing, unreadable or not a regular file (a FIFO would block the read forever, a
+    device such as /dev/zero never ends)."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {os.fspath(path)}: "
+                          f"{err.strerror or err}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{what} {os.fspath(path)} is a folder, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} {os.fspath(path)} is not a regular file (a pipe, socket "
+                          f"or device); give the path of a file")
+    return info
+
+
+def read_small_text(path: str | os.PathLike, what: str,
+                    limit: int = MAX_CONFIG_BYTES) -> str:
+    """The UTF-8 text of the regular file `path` of at most `limit` bytes, or a
+    ConfigError naming `what`, the file and, for bad UTF-8, the line."""
+    info = check_regular_file(path, what)
+    if info.st_size > limit:
+        raise ConfigError(f"{what} {os.fspath(path)} is {info.st_size:,} bytes, more than "
+                          f"the {limit:,} a {what} may have")
+    try:
+        # O_NONBLOCK: should the path have become a FIFO since the check, open never blocks
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigError(f"{what} {os.fspath(path)} is not a regular file")
+            data = f.read(limit + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} {os.fspath(path)}: "
+                          f"{err.strerror or err}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{what} {os.fspath(path)} is more than {limit:,} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"{what} {os.fspath(path)}, line {line}: not UTF-8 text (byte "
+                          f"0x{data[err.start]:02x}); save the file as UTF-8") from None
+
+
+def check_paths_fit_memory(n_paths: int) -> None:
+    """A ConfigError naming the key 'paths' (--paths) when the per-path results of one hedge
+    of `n_paths` paths cannot fit in the device's memory (the estimate `hedge()` makes: 7
+    numbers a path, twice over while chunks are joined), before anything is computed."""
+    import jax.numpy as jnp
+
+    from hedgejax._validate import check_memory, float_dtype
+
+    itemsize = jnp.dtype(float_dtype()).itemsize
+    try:
+        check_memory(2 * 7 * itemsize * -(-n_paths // 64) * 64,
+                     f"config key 'paths' (--paths) = {n_paths:,} (the per-path results)",
+                     "lower paths")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 def load_config(name: str, path: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None,
                 bounds: dict[str, Range] | None = None) -> dict[str, Any]:
@@ -156,12 +231,9 @@ def load_config(name: str, path: str | os.PathLike | None = None,
     cfg = default_config(name)
     layers: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
+        text = read_small_text(path, "config")
         try:
-            with open(path, "rb") as f:
-                layers.append((os.fspath(path), tomllib.load(f)))
-        except OSError as err:
-            raise ConfigError(f"cannot read config {os.fspath(path)}: "
-                              f"{err.strerror or err}") from None
+            layers.append((os.fspath(path), tomllib.loads(text)))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"config {os.fspath(path)} is not valid TOML: {err}") from None
     if overrides:
@@ -235,13 +307,16 @@ class Context:
 
     def track(self, items: Iterable[Any], description: str,
               total: int | None = None) -> Iterator[Any]:
-        """Iterate over `items` with a progress bar (when enabled and on a terminal)."""
-        if not self.progress:
+        """Iterate over `items` with a progress bar on stderr, only when enabled and stderr
+        is a terminal (nothing is written to stdout: the table is the only output there)."""
+        if not (self.progress and sys.stderr.isatty()):
             yield from items
             return
+        from rich.console import Console
         from rich.progress import track
 
-        yield from track(items, description=description, total=total, transient=True)
+        yield from track(items, description=description, total=total, transient=True,
+                         console=Console(stderr=True))
 
 
 def module_name(name: str) -> str:
@@ -444,21 +519,50 @@ def _report(module, cfg, meta, outcome: Outcome, figures: Sequence[str],
 _GAP = 2    # columns between two table columns (box.SIMPLE_HEAVY, no edges, collapsed padding)
 
 
+UNIT_MAX = 10   # a parenthesised group this short ("($ loss)", "($ at t0)") never breaks
+
+
 def _words(text: str) -> list[str]:
-    return text.split() or [""]
+    """The pieces `text` wraps between: its words, except that a short parenthesised group
+    ("($ loss)", at most UNIT_MAX characters) is one piece, so a line breaks before its "("
+    and never inside it, and a number stays with the word before it ("width 0.0275")."""
+    from rich.cells import cell_len
+
+    words = text.split()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i].startswith("(") and ")" not in words[i]:
+            end = next((k for k in range(i + 1, len(words)) if ")" in words[k]), None)
+            if end is not None and cell_len(" ".join(words[i:end + 1])) <= UNIT_MAX:
+                out.append(" ".join(words[i:end + 1]))
+                i = end + 1
+                continue
+        if out and words[i][:1].isdigit() and out[-1][-1:].isalnum():
+            out[-1] += " " + words[i]    # "width 0.0275", "gamma 2": a number keeps its name
+        else:
+            out.append(words[i])
+        i += 1
+    return out or [""]
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """`text` wrapped between the pieces of `_words` into lines of at most `width` cells (a
+    piece longer than `width` gets a line of its own)."""
+    from rich.cells import cell_len
+
+    lines: list[str] = []
+    for word in _words(text):
+        if lines and cell_len(lines[-1]) + 1 + cell_len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def _lines(text: str, width: int) -> int:
-    """How many lines `text` takes wrapped between words at `width` (rich's word wrap)."""
-    from rich.cells import cell_len
-
-    lines, used = 1, 0
-    for word in _words(text):
-        n = cell_len(word)
-        if used and used + 1 + n > width:
-            lines, used = lines + 1, 0
-        used = n if not used else used + 1 + n
-    return lines
+    """How many lines `text` takes wrapped at `width` (`_wrap`)."""
+    return len(_wrap(text, width))
 
 
 def _column_widths(headers: list[str], cells: list[list[str]], numeric: list[bool],
@@ -533,13 +637,15 @@ def print_table(title: str, table: list[dict[str, Any]], *, headers: dict[str, s
     widths = _column_widths(human, cells, numeric, console.width) if cols else []
     if widths is not None:
         # fixed widths, each at least its widest number: a number is never wrapped or cut
-        t = Table(*(Column(Text(h), width=w, justify="right" if num else "left",
-                           overflow="fold")
+        # headers and labels wrapped here (`_wrap`: never inside a short "(...)" unit)
+        t = Table(*(Column(Text("\n".join(_wrap(h, w))), width=w,
+                           justify="right" if num else "left", overflow="fold")
                     for h, w, num in zip(human, widths, numeric, strict=True)),
                   box=box.SIMPLE_HEAVY, show_edge=False, pad_edge=False, padding=(0, 1),
                   collapse_padding=True)
         for row in cells:
-            t.add_row(*(Text(c) for c in row))
+            t.add_row(*(Text(c if num else "\n".join(_wrap(c, w)))
+                        for c, w, num in zip(row, widths, numeric, strict=True)))
         console.print(t)
     else:
         # one block per row: the row's label (first column), then "header  value" lines
@@ -687,6 +793,7 @@ def run_experiment(name: str, *, config: str | os.PathLike | None = None,
     if seed is not None:
         extra["seed"] = seed
     cfg = load_config(name, config, extra, getattr(module, "BOUNDS", None))
+    check_paths_fit_memory(cfg["paths"])
 
     import matplotlib
 
@@ -703,9 +810,14 @@ def run_experiment(name: str, *, config: str | os.PathLike | None = None,
             "seed": cfg["seed"], "key": f"jax.random.key({cfg['seed']})",
             "command": _command(name, config, paths, seed), "argv": sys.argv,
             "versions": _versions(), "device": _device()}
+    cols = list(table[0]) if table else []
     payload = {"experiment": name, "question": module.QUESTION, "config": cfg,
                "metadata": meta, "table": table, "findings": outcome.findings,
-               "results": results}
+               "results": results,
+               # how the table reads: its title, caption, human headers, terminal columns
+               "title": outcome.title or module.QUESTION, "caption": outcome.caption,
+               "headers": dict(zip(cols, column_headers(cols, outcome.headers), strict=True)),
+               "display": outcome.display or cols}
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

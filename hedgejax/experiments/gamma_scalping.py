@@ -30,8 +30,9 @@ the path dependence, not the mean. With `drift` != `rate` the implied-vol hedge 
 than the BS difference (spot drifts away from the strike, where gamma is) and daily hedging
 adds an O(dt) bias of its own, which shows up in the realised-vol hedge's mean.
 
-Conventions (DESIGN section 2): the user holds the book; hedge in shares; P&L in time-T money
-and per book of `contracts` straddles; stderr is the standard error of the mean P&L.
+Conventions (docs/architecture.md, "Conventions"): the user holds the book; hedge in shares;
+P&L in time-T money and per book of `contracts` straddles; stderr is the standard error of
+the mean P&L.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import daily_grid, figure
+from ._common import cost_phrase, daily_grid, figure, plural
 from ._framework import Between, Context, Outcome, Positive
 
 NAME = "gamma-scalping"
@@ -183,7 +184,7 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     worst = max(table, key=lambda r: abs(r["z"]))
     top = table[-1]
     findings = [
-        f"Long {contracts:g} {cfg['position']}(s) at {implied:.0%} implied vol cost "
+        f"Long {plural(contracts, cfg['position'])} at {implied:.0%} implied vol cost "
         f"{premium:,.3f} (vega {vega:,.2f} per 1.00 of vol, {vega / 100:,.3f} per vol point); "
         f"hedged daily ({n_steps} rebalances) at the implied vol, {n:,} paths per realised vol.",
         f"Mean P&L against the gamma-integral theory: the largest gap over the "
@@ -239,7 +240,7 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     ax[0, 0].axhline(0.0, color="k", linewidth=0.5)
     ax[0, 0].set_xlabel("realised - implied vol (vol points)")
     ax[0, 0].set_ylabel("mean P&L at expiry ($ per book)")
-    ax[0, 0].set_title(f"long {contracts:g} {cfg['position']}(s), implied {implied:.0%}, "
+    ax[0, 0].set_title(f"long {plural(contracts, cfg['position'])}, implied {implied:.0%}, "
                        "hedged daily", fontsize=10)
     ax[0, 0].legend(fontsize=7)
     ax[0, 1].errorbar(spreads, [r["mean_pnl"] - r["theory_mean"] for r in table],
@@ -262,9 +263,11 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     ax[0, 2].set_title("dispersion of the P&L", fontsize=10)
     ax[0, 2].legend(fontsize=7)
 
-    caption = (f"Long {contracts:g} at-the-money {cfg['position']}(s) (strike {strike:g}, "
-               f"{T:g} years) bought at {implied:.0%} implied vol for ${premium:,.3f}, "
-               f"delta-hedged daily ({n_steps} rebalances) at the implied vol, in "
+    caption = (f"Long {plural(contracts, 'at-the-money ' + cfg['position'])} (strike "
+               f"{strike:g}, {plural(T, 'year')}) bought at {implied:.0%} implied vol for "
+               f"${premium:,.3f}, "
+               f"delta-hedged daily ({n_steps} rebalances) at the implied vol"
+               f"{'' if cfg['cost_rate'] == 0 else ', ' + cost_phrase(cfg['cost_rate'])}, in "
                f"Black-Scholes worlds at each realised vol (drift {drift:g}); {n:,} paths each. "
                f"Money in $ per book at expiry; P&L > 0 is a gain. Vols are fractions (0.2 = "
                f"20%); theory = E[1/2 int Gamma S^2 (realised^2 - implied^2) dt]; z = (mean - "
@@ -281,9 +284,9 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
                  "realised_hedge_p_loss": "P(loss) at realised",
                  "realised_hedge_std_dk": "Derman-Kamal std at realised ($)",
                  "mean_cost": "mean cost ($)"},
-        display=["realised_vol", "spread", "mean_pnl", "stderr", "theory_mean", "z",
-                 "bs_difference", "std_pnl", "p_loss", "realised_hedge_mean",
-                 "realised_hedge_std", "realised_hedge_std_dk"],
+        # on the terminal: the comparison with theory and the dispersion (80 columns)
+        display=["realised_vol", "mean_pnl", "stderr", "theory_mean", "z", "std_pnl",
+                 "p_loss", "realised_hedge_std"],
         results={"premium": premium, "vega": vega, "n_steps": n_steps,
                  "theory_vs_bs_difference_max_gap": gap,
                  "curve": {"realised_vol": fine, "theory_mean": theory_curve,

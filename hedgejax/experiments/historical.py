@@ -9,11 +9,12 @@ downloaded.
 
 The book: one call, strike `moneyness` x spot, maturity `window` trading days
 (T = window / 252 years), hedged to expiry on a daily grid (one grid step per data step),
-bought at the hedge model's price V0 and financed at `rate` (conventions of DESIGN.md
-section 2; P&L in time-T money, > 0 a gain to the holder). The hedge model is Black-Scholes
-at the volatility estimated from the data: the standard deviation of all the series' daily
-log-returns, annualised with sqrt(252) (in-sample: the hedger knows the whole history's
-volatility, crash included, which flatters it; it does not know when the volatility comes).
+bought at the hedge model's price V0 and financed at `rate` (conventions of
+docs/architecture.md; P&L in time-T money, > 0 a gain to the holder). The hedge model is
+Black-Scholes at the volatility estimated from the data: the standard deviation of all the
+series' daily log-returns, annualised with sqrt(252) (in-sample: the hedger knows the whole
+history's volatility, crash included, which flatters it; it does not know when the volatility
+comes).
 
 Strategies: no hedge (the book alone on the same paths), delta-hedged daily, delta-hedged
 every `weekly_every` days (weekly), and a no-trade band of +/-`band_width` shares around
@@ -49,7 +50,16 @@ from typing import Any
 import numpy as np
 
 from ._common import figure, histograms, stats_row, unhedged_result
-from ._framework import AtLeast, Between, Context, NonNegative, Outcome, Positive
+from ._framework import (
+    AtLeast,
+    Between,
+    ConfigError,
+    Context,
+    NonNegative,
+    Outcome,
+    Positive,
+    check_regular_file,
+)
 from .model_risk import gamma_pnl
 
 NAME = "historical"
@@ -136,6 +146,11 @@ def _load(cfg: dict[str, Any]):
         dates, prices = hj.data.sample_prices(with_dates=True)
         return dates, prices, SYNTHETIC
     path = Path(cfg["prices_csv"]).expanduser()
+    try:
+        # a FIFO would block the read forever and a device never ends: regular files only
+        check_regular_file(path, "file")
+    except ConfigError as err:
+        raise ConfigError(f"config key 'prices_csv': {err}") from None
     try:
         dates, prices = hj.load_prices_csv(path, date_column=cfg["date_column"],
                                            price_column=cfg["price_column"] or None)
@@ -283,12 +298,13 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
                  f"expiry) bought at the Black-Scholes price at the data's vol {vol:.1%} and "
                  f"hedged with shares, on paths that start at {spot:g}; data: {source}. "
                  f"Money in $ at expiry per call; P&L > 0 is a gain; ES is a positive loss "
-                 f"at 99%. Windows overlap: their standard errors are Hansen-Hodrick HAC "
-                 f"(lag {lag} window starts); resampled and model paths are independent "
-                 f"(i.i.d. standard errors)."),
+                 f"at 99%. Paths: windows, resamples or simulated paths. Windows overlap: "
+                 f"their standard errors are Hansen-Hodrick HAC (lag {lag} window starts); "
+                 f"resampled and model paths are independent (i.i.d. standard errors)."),
         headers=HEADERS,
+        # the terminal: sample size, mean with its error, risk and cost (80 columns)
         display=["world", "strategy", "paths", "mean_pnl", "stderr", "std_pnl", "es_0.99",
-                 "mean_cost", "mean_trades", "gamma_pnl_mean"],
+                 "mean_cost"],
         results={"source": source, "synthetic_data": synthetic, "hedge_vol": vol,
                  "drift": drift,
                  "vol_estimator": "std of daily log-returns x sqrt(252), whole series",
@@ -302,8 +318,8 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
 
 HEADERS = {
     "world": "world",
-    "paths": "paths (windows or resamples)",
-    "stderr": "std error of mean ($; windows: HAC)",
+    "paths": "paths",
+    "stderr": "std error of mean ($)",
     "gamma_pnl_mean": "gamma P&L mean ($)",
     "p95_pnl": "95th pct P&L ($)",
 }
@@ -331,7 +347,7 @@ def _figure(samples, starts, pnl_w, gamma_w, dates, prices, data_name: str, wind
     left.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     twin = left.twinx()
     twin.plot(np.asarray(dates), prices, color="tab:blue", lw=0.6, alpha=0.5)
-    twin.set_ylabel("synthetic price" if synthetic else "price (as in the file)",
+    twin.set_ylabel("synthetic price ($)" if synthetic else "price (the file's currency)",
                     color="tab:blue")
     left.legend(fontsize=8, loc="upper left")
     left.set_title("daily-hedged P&L by window start (left axis) and the series (right)",

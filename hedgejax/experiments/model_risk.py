@@ -1,6 +1,6 @@
 """model-risk: delta-hedging with the wrong volatility, and with the wrong model.
 
-Conventions (DESIGN.md section 2): the user holds one call (strike `strike`, maturity
+Conventions (docs/architecture.md): the user holds one call (strike `strike`, maturity
 `maturity` years), bought at t0 at the HEDGE model's price V0 and financed at `rate`; the
 hedge is -delta shares of the hedge model, rebalanced at every step of the grid; P&L is in
 time-T money, > 0 a gain to the holder. No transaction costs: what is measured is the model
@@ -27,9 +27,10 @@ Two references:
   the library's autodiff), is compared with the measured P&L, path by path: its mean, and
   the RMS of the difference (third-order terms of the Taylor expansion).
 
-Part 2, the wrong model. The world is Heston (`heston_*`; the defaults are the W4 workload
-of DESIGN, whose Feller condition fails: variance can touch zero, which is allowed and
-warned about; the warning is silenced here because it is expected). The same call is hedged
+Part 2, the wrong model. The world is Heston (`heston_*`; the defaults are the Heston world
+of workload W4 in docs/architecture.md, whose Feller condition fails: variance can touch
+zero, which is allowed and warned about; the warning is silenced here because it is
+expected). The same call is hedged
 (over `heston_steps` steps: the Heston hedger prices by a Fourier integral per path and step,
 slow on a CPU) three ways:
 
@@ -56,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import figure, histograms, stats_row
+from ._common import figure, histograms, plural, stats_row
 from ._framework import AtLeast, Between, Context, NonNegative, Outcome, Positive
 
 NAME = "model-risk"
@@ -327,14 +328,15 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     return Outcome(
         table=table, findings=findings,
         title="delta-hedging with the wrong vol and the wrong model",
-        caption=(f"The book: one long call (strike {strike:g}, spot {spot:g}, {maturity:g} "
-                 f"years), bought at the hedge model's price V0 and delta-hedged with shares "
-                 f"to expiry, no costs; {n:,} paths per row. Money in $ at T per call; P&L > 0 "
-                 f"is a gain; VaR and ES are positive losses at 99% (negative: even the worst "
-                 f"1% of paths gain)."),
+        caption=(f"The book: one long call (strike {strike:g}, spot {spot:g}, "
+                 f"{plural(maturity, 'year')}), bought at the hedge model's price V0 and "
+                 f"delta-hedged with shares to expiry, no costs; {n:,} paths per row. Money in "
+                 f"$ at T per call; P&L > 0 is a gain; VaR and ES are positive losses at 99% "
+                 f"(negative: even the worst 1% of paths gain)."),
         headers=HEADERS,
+        # the terminal: mean against theory and the spread (80 columns); the files keep all
         display=["world", "strategy", "v0_paid", "mean_pnl", "stderr", "theory_mean",
-                 "gamma_pnl_mean", "std_pnl", "es_0.99"],
+                 "std_pnl", "es_0.99"],
         results={"true_price": v_true, "heston_price": v_heston, "heston_implied_vol": iv,
                  "feller_condition_holds": feller, "heston_t0_deltas": deltas_t0,
                  "theory_curve": {"hedge_vol": curve_vols, "mean_pnl": curve}},

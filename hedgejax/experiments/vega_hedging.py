@@ -1,15 +1,15 @@
 """vega-hedging: in a stochastic-volatility world, what shares cannot hedge and a listed
 option can.
 
-The world is Heston (defaults: the W4 workload of DESIGN, v0 = theta = 0.04, kappa = 1.5,
-xi = 0.5, rho = -0.7; its Feller condition fails, so the variance can touch zero, which the
-model allows: the `FellerWarning` is expected and silenced here). The user holds
-`contracts` short-dated calls (strike `strike`, maturity `maturity`) and hedges them to
-expiry over `steps` rebalances, with a Heston hedge model conditioned on each path's
-current variance (the hedger observes it; `hedge_model=None`, the default). Conventions of
-DESIGN.md section 2: the book is bought at its Heston price V0, positions are in shares
-(delta-neutral = -delta) and in units of the listed option, P&L is in time-T money, > 0 a
-gain to the holder.
+The world is Heston (defaults: the Heston world of workload W4 in docs/architecture.md,
+v0 = theta = 0.04, kappa = 1.5, xi = 0.5, rho = -0.7; its Feller condition fails, so the
+variance can touch zero, which the model allows: the `FellerWarning` is expected and
+silenced here). The user holds `contracts` short-dated calls (strike `strike`, maturity
+`maturity`) and hedges them to expiry over `steps` rebalances, with a Heston hedge model
+conditioned on each path's current variance (the hedger observes it; `hedge_model=None`,
+the default). Conventions of docs/architecture.md ("Conventions"): the book is bought at its
+Heston price V0, positions are in shares (delta-neutral = -delta) and in units of the listed
+option, P&L is in time-T money, > 0 a gain to the holder.
 
 Strategies, all rebalanced at every step:
 
@@ -44,15 +44,18 @@ from typing import Any
 
 import numpy as np
 
-from ._common import figure, histograms, stats_row, unhedged_result
+from ._common import figure, histograms, plural, stats_row, unhedged_result
 from ._framework import AtLeast, Between, Context, NonNegative, Outcome, Positive
 
 NAME = "vega-hedging"
 QUESTION = ("In a stochastic-volatility (Heston) world, how much of a short-dated option's "
             "risk is left after delta hedging, and how much does adding a listed option "
             "(delta-vega, delta-gamma) remove, at what cost?")
-BOUNDS = {"contracts": Positive(), "spot": Positive(), "strike": Positive(),
-          "maturity": Positive(), "rate": Between(-1.0, 1.0), "steps": AtLeast(1),
+# paths >= 100: the findings compare stds with the unhedged one, which is 0 when every path
+# ends out of the money (likely with a handful of paths)
+BOUNDS = {"paths": AtLeast(100), "contracts": Positive(), "spot": Positive(),
+          "strike": Positive(), "maturity": Positive(), "rate": Between(-1.0, 1.0),
+          "steps": AtLeast(1),
           "v0": NonNegative(), "kappa": Positive(), "theta": NonNegative(), "xi": Positive(),
           "rho": Between(-1.0, 1.0, closed=True), "listed_strike": Positive(),
           "listed_maturity": Positive(), "listed_half_spread": NonNegative(),
@@ -131,7 +134,7 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
 
     fig, ax = figure(ncols=2, size=(12.0, 4.4))
     histograms(ax[0, 0], {k: v.pnl for k, v in results.items()})
-    ax[0, 0].set_title(f"long {cfg['contracts']:g} call(s) K={cfg['strike']:g}, "
+    ax[0, 0].set_title(f"long {plural(cfg['contracts'], 'call')} K={cfg['strike']:g}, "
                        f"T={cfg['maturity']:g} years, Heston: P&L after costs", fontsize=10)
     import matplotlib.pyplot as plt
 
@@ -181,23 +184,25 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
         f"Frictionless means are 0 in theory (true model, risk-neutral world); the largest "
         f"deviation is {worst['strategy']}'s {worst['mean_frictionless']:+.4f}, "
         f"{worst['z_frictionless_vs_0']:+.1f} standard errors.")
-    caption = (f"Long {cfg['contracts']:g} call(s) (strike {cfg['strike']:g}, {maturity:g} "
-               f"years) bought at the Heston price in a Heston world, hedged to expiry over "
-               f"{cfg['steps']} rebalances with shares, and for delta-vega / delta-gamma a "
-               f"listed call (strike {cfg['listed_strike']:g}, {cfg['listed_maturity']:g} "
-               f"years) paying ${cfg['listed_half_spread']:g} a unit; shares pay "
-               f"{cfg['share_cost_rate']:.2%} of the traded value; {n:,} paths. Money in $ at "
-               f"expiry; P&L > 0 is a gain; 99% VaR and ES are positive losses. Frictionless: "
-               f"the same trades without costs (its mean is 0 in theory).")
+    share_costs = ("shares trade with no costs" if cfg["share_cost_rate"] == 0 else
+                   f"shares pay {cfg['share_cost_rate']:.2%} of the traded value")
+    caption = (f"Long {plural(cfg['contracts'], 'call')} (strike {cfg['strike']:g}, "
+               f"{plural(maturity, 'year')}) bought at the Heston price in a Heston world, "
+               f"hedged to expiry over {cfg['steps']} rebalances with shares, and for "
+               f"delta-vega / delta-gamma a listed call (strike {cfg['listed_strike']:g}, "
+               f"{plural(cfg['listed_maturity'], 'year')}) paying "
+               f"${cfg['listed_half_spread']:g} a unit; {share_costs}; {n:,} paths. "
+               f"Money in $ at expiry; P&L > 0 is a gain; 99% VaR and ES are positive losses. "
+               f"Before costs: the same trades without costs (their mean is 0 in theory).")
     return Outcome(
         table=table, findings=findings, caption=caption,
-        headers={"mean_frictionless": "frictionless mean ($)",
-                 "z_frictionless_vs_0": "z of frictionless mean vs 0",
-                 "std_frictionless": "frictionless std ($)",
-                 "es_frictionless_0.99": "frictionless 99% ES ($ loss)"},
+        headers={"mean_frictionless": "mean before costs ($)",
+                 "z_frictionless_vs_0": "z of mean before costs vs 0",
+                 "std_frictionless": "std before costs ($)",
+                 "es_frictionless_0.99": "99% ES before costs ($ loss)"},
         title="residual risk of a short-dated call under Heston, by hedge",
         display=["strategy", "mean_pnl", "std_pnl", "es_0.99", "mean_cost",
-                 "mean_frictionless", "std_frictionless", "es_frictionless_0.99"],
+                 "std_frictionless", "es_frictionless_0.99"],
         results={"initial_price": float(results["delta"].initial_price),
                  "feller_condition_holds": feller, "t0_greeks": t0},
         figures={"pnl_hist": fig})
