@@ -1,4 +1,4 @@
-"""Tests of `hj.hedge()` against DESIGN.md section 2 (conventions).
+"""Tests of `hj.hedge()` against docs/architecture.md ("Conventions") (conventions).
 
 Every expected value is computed here, independently of hedgejax: closed-form Black-Scholes
 prices and Greeks written below in NumPy/SciPy, a NumPy float64 re-implementation of the
@@ -60,7 +60,8 @@ def bs_vega(spot, strike, tau, vol, rate=0.0, div=0.0):
 
 
 # ---------------------------------------------------------------------------------------
-# NumPy re-implementation of DESIGN.md section 2 for a book of European calls and puts.
+# NumPy re-implementation of the conventions (docs/architecture.md) for a book of calls
+# and puts.
 # ---------------------------------------------------------------------------------------
 
 # A position change counts as a trade when it is not (numerically) zero. Strategies that
@@ -69,7 +70,7 @@ TRADE_EPS = 1e-9
 
 
 def reference_hedge(paths, maturity, legs, vol, rate, div, policy, cost_fn, unwind=False):
-    """Hedge a book of calls/puts along `paths` following the DESIGN conventions.
+    """Hedge a book of calls/puts along `paths` following the conventions of docs/architecture.md.
 
     legs: list of (sign, strike, expiry, quantity), sign +1 call / -1 put.
     policy(i, delta, gamma, position, spot, tau_to_grid_end) -> target shares.

@@ -1,6 +1,7 @@
 """Data-driven worlds (HistoricalPaths, Bootstrap), the CSV loader and the shipped sample,
 against references written here: Black-Scholes closed forms, hand-computed hedge P&L following
-DESIGN section 2, the moving-block-bootstrap distribution and stdlib CSV files."""
+the conventions of docs/architecture.md, the moving-block-bootstrap distribution and stdlib
+CSV files."""
 
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def test_delta_hedge_along_five_prices_matches_hand_computation(x64):
                    hj.Proportional(cost_rate), grid, 1, KEY,
                    hedge_model=hj.BlackScholes(spot, vol, rate, div))
 
-    # DESIGN section 2: h_i = -delta(S_i, T - t_i), gains h_i (S_{i+1} e^{q dt} - S_i e^{r dt})
+    # conventions (docs/architecture.md): h_i = -delta(S_i, T - t_i), gains
+    # h_i (S_{i+1} e^{q dt} - S_i e^{r dt})
     # accrued from t_{i+1} to T; costs rate |h_i - h_{i-1}| S_i accrued from t_i to T.
     s = spot * data / data[0]
     big_t = 4 * dt

@@ -1,6 +1,6 @@
 """DeltaGammaHedge and DeltaVegaHedge: hedging with a listed option as well as shares.
 
-The reference is a NumPy float64 re-implementation of DESIGN.md section 2's conventions with
+The reference is a NumPy float64 re-implementation of the conventions of docs/architecture.md, with
 the option as a second traded asset, using closed-form Black-Scholes prices and Greeks written
 here (SciPy's ndtr) on the paths `hj.simulate` returns for the same key.
 """

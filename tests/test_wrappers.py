@@ -1,7 +1,8 @@
 """Tests of the strategy wrappers `Limits`, `ExecutionLag` and `MoveBased`.
 
 Expected values come from a NumPy float64 re-implementation of the hedging conventions
-(DESIGN.md section 2) with closed-form Black-Scholes Greeks, run on the paths `hj.simulate`
+(docs/architecture.md, "Conventions") with closed-form Black-Scholes Greeks, run on the
+paths `hj.simulate`
 returns (the same paths `hedge()` sees for the same model, grid and key), from exact
 identities with the unwrapped strategies, and from Monte Carlo orderings with fixed seeds.
 """
