@@ -304,8 +304,13 @@ def test_config_must_be_a_small_regular_utf8_file(tmp_path):
 
 
 def test_paths_bounds_name_the_key(monkeypatch, tmp_path):
-    with pytest.raises(_framework.ConfigError, match=r"config key 'paths' must be >= 2 "):
+    with pytest.raises(_framework.ConfigError,
+                       match=r"config key 'paths' \(--paths\) must be >= 2 "):
         _framework.load_config("market-maker", overrides={"paths": 1})
+    small = tmp_path / "small.toml"
+    small.write_text("paths = 1\n")
+    with pytest.raises(_framework.ConfigError, match=r"config key 'paths' must be >= 2 "):
+        _framework.load_config("market-maker", path=small)
     with pytest.raises(_framework.ConfigError, match=r"must be >= 2 and <= 4,294,967,295, "
                                                      r"got 99999999999999"):
         _framework.load_config("market-maker", overrides={"paths": 99999999999999})

@@ -250,7 +250,15 @@ def load_config(name: str, path: str | os.PathLike | None = None,
         if rule is None:
             continue
         for v in value if isinstance(value, list) else [value]:
-            rule.check(key, v)
+            try:
+                rule.check(key, v)
+            except ConfigError as err:
+                if key in (overrides or {}) and key in ("paths", "seed"):
+                    # given on the command line: name the flag too
+                    raise ConfigError(str(err).replace(f"config key '{key}'",
+                                                       f"config key '{key}' (--{key})", 1)
+                                      ) from None
+                raise
     return cfg
 
 
