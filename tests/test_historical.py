@@ -352,7 +352,8 @@ def test_bootstrap_has_no_risk_neutral_measure():
 def test_sample_round_trip_and_regeneration(tmp_path):
     dates, prices = sample_prices(with_dates=True)
     assert prices.shape == (757,) and prices.dtype == np.float64 and np.all(prices > 0)
-    assert dates.dtype == np.dtype("datetime64[D]") and np.all(np.diff(dates) > 0)
+    assert dates.dtype == np.dtype("datetime64[D]")
+    assert np.all(np.diff(dates) > np.timedelta64(0, "D"))
     np.testing.assert_array_equal(sample_prices(), prices)
 
     # Round trip through a file written by the stdlib, with the price column not first.
