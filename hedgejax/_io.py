@@ -70,11 +70,12 @@ def _existing_ancestor(folder: Path) -> Path:
     return folder
 
 
-def check_writable_dir(folder: str | os.PathLike) -> None:
+def check_writable_dir(folder: str | os.PathLike, need: int | None = None) -> None:
     """Raise ValueError, naming the folder, unless files can be created in `folder` (or in
     its nearest existing ancestor, when it does not exist yet): an ancestor that is a file,
     a folder that refuses a probe file (read-only, no permission), or one with less than
-    `MIN_FREE_BYTES` free."""
+    `need` bytes (default `MIN_FREE_BYTES`) free."""
+    need = MIN_FREE_BYTES if need is None else need
     folder = Path(folder)
     base = _existing_ancestor(folder)
     if not base.is_dir():
@@ -90,8 +91,9 @@ def check_writable_dir(folder: str | os.PathLike) -> None:
     except (OSError, AttributeError):  # no statvfs (Windows): the write itself will tell
         return
     free = fs.f_bavail * fs.f_frsize
-    if free < MIN_FREE_BYTES:
-        raise ValueError(f"no space left on the device holding {base} ({free:,} bytes free)")
+    if free < need:
+        raise ValueError(f"no space left on the device holding {base} ({free:,} bytes free, "
+                         f"{need:,} needed)")
 
 
 def check_output_file(path: str | os.PathLike, what: str = "an output path") -> Path:
@@ -109,13 +111,18 @@ def check_output_file(path: str | os.PathLike, what: str = "an output path") -> 
     return path
 
 
-def check_output_dir(path: str | os.PathLike) -> Path:
+# An experiment's run folder (results.json, summary.csv, report.md and a few PNGs) takes
+# 0.2-0.5 MB; a folder with less room than this is refused before the experiment runs.
+RUN_FOLDER_BYTES = 2**20
+
+
+def check_output_dir(path: str | os.PathLike, need: int | None = None) -> Path:
     """`path` as a Path, after checking that it is (or can be created as) a writable folder
-    with space left. Raises ValueError naming it."""
+    with `need` bytes free (default `MIN_FREE_BYTES`). Raises ValueError naming it."""
     path = Path(path)
     if os.path.exists(path) and not path.is_dir():
         raise ValueError(f"{path} is not a folder")
-    check_writable_dir(path)
+    check_writable_dir(path, need)
     return path
 
 

@@ -43,10 +43,10 @@ _MAX_MESSAGE = 500          # characters of a library message shown on the error
 # Anything that starts like a negative number (-1e-3, -.5, -inf, and -1_000, which the
 # number's type then refuses by name) is a value, not a flag: argparse alone only recognises
 # -1 and -.5, and says "expected one argument" for `--rate -1e-3`.
-_NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
+_NEGATIVE_NUMBER = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE | re.ASCII)
 _FLOAT_TEXT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^[-+]?(inf|infinity|nan)$",
-                         re.IGNORECASE)
-_INT_TEXT = re.compile(r"^[-+]?\d+$")
+                         re.IGNORECASE | re.ASCII)   # ASCII: no other scripts' digits
+_INT_TEXT = re.compile(r"^[-+]?\d+$", re.ASCII)
 
 
 class Typed(float):
@@ -392,7 +392,7 @@ def _check_price_range(args: argparse.Namespace) -> None:
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse an output path that cannot be written, before computing what goes in it."""
-    from ._io import check_output_dir, check_output_file
+    from ._io import RUN_FOLDER_BYTES, check_output_dir, check_output_file
 
     try:
         if getattr(args, "plot", None) is not None:
@@ -401,7 +401,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
             check_output_file(args.plot, "a plot path")
             plot_format(args.plot)
         if args.command == "experiment":
-            check_output_dir(args.out)
+            check_output_dir(args.out, RUN_FOLDER_BYTES)
     except ValueError as err:
         _fail(f"{'--plot' if args.command == 'hedge' else '--out'}: {err}")
 
@@ -690,12 +690,12 @@ _LABELS = {
     "hedge_effectiveness": "hedge effectiveness (1 - var ratio)",
     "half_width_shares": "fitted half-width (shares)",
     "ww_scale": "fitted Whalley-Wilmott scale",
-    "objective": "objective, fresh paths",
-    "objective_stderr": "std error of the objective",
-    "delta_hedge_objective": "objective, delta hedging every step",
-    "delta_hedge_objective_stderr": "std error of delta hedging's",
-    "first_objective": "training objective, first step",
-    "last_objective": "training objective, last step",
+    "objective": "objective on fresh paths ($)",
+    "objective_stderr": "std error of the objective ($)",
+    "delta_hedge_objective": "objective, delta hedging every step ($)",
+    "delta_hedge_objective_stderr": "std error of delta hedging's objective ($)",
+    "first_objective": "training objective, first step ($)",
+    "last_objective": "training objective, last step ($)",
 }
 
 
@@ -730,7 +730,8 @@ def _caption(args) -> str:
                 f"VaR and ES are losses at confidence {_text(args.alpha)}, > 0 a loss; {rate}; "
                 f"costs: --cost {_text(args.cost)}, --fixed {_text(args.fixed)}, --spread "
                 f"{_text(args.spread)}")
-    return (f"objective E(cost) + lam Var(hedge error) in $ and $^2 per path, lower is better; "
+    return (f"objective E(cost) + lam Var(hedge error) per path, in $ (lam in 1/$), lower is "
+            f"better; "
             f"on {args.eval_paths:,} fresh paths; {rate}; {args.iters:,} steps of Adam")
 
 
@@ -989,16 +990,26 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command in ("hedge", "fit-band"):
         _check_memory(args)
     notes: dict[str, str] = {}
-    if args.command == "hedge":
-        values, notes = _hedge(hj, args)
-    else:
-        values = {"price": _price, "greeks": _greeks, "fit-band": _fit_band}[args.command](
-            hj, args)
+    # the library's warnings (a horizon moved onto the grid, ...) become one-line notes
+    # after the table or in the JSON, not Python's file-and-source-line format
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.command == "hedge":
+            values, notes = _hedge(hj, args)
+        else:
+            values = {"price": _price, "greeks": _greeks, "fit-band": _fit_band}[
+                args.command](hj, args)
+    for w in caught:
+        text = (str(w.message).splitlines() or [""])[0]
+        if text and not issubclass(w.category, DeprecationWarning) \
+                and text not in notes.values():
+            notes[f"warning {len(notes) + 1}"] = text
     with _stdout():
         if args.json:
             values = _strict_json(values, notes, args.x64)
+            notes = {k: v.replace("(reported as NaN)", "(null here)") for k, v in notes.items()}
             inputs = {k: _json_number(float(v), True) if isinstance(v, float) else v
-                      for k, v in vars(args).items()}
+                      for k, v in vars(args).items() if k != "command"}
             payload = {"command": args.command, "inputs": inputs, "results": values}
             if notes:
                 payload["notes"] = notes

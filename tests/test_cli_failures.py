@@ -157,11 +157,19 @@ def test_full_folder_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no space left on the device holding"):
         _io.check_output_dir(tmp_path / "runs")
 
-    class Small:    # 400 KB free: more than a run writes
-        f_bavail, f_frsize = 100, 4096
+    class Small:    # 400 KB free: room for a plot
+        f_bavail, f_frsize = 100, 4000
     monkeypatch.setattr(os, "statvfs", lambda path: Small)
     _io.check_output_file(tmp_path / "pnl.png")
     _io.check_output_dir(tmp_path / "runs")
+    # but not for an experiment's run folder (0.2-0.5 MB): refused before it runs
+    with pytest.raises(ValueError, match="400,000 bytes free, 1,048,576 needed"):
+        _io.check_output_dir(tmp_path / "runs", _io.RUN_FOLDER_BYTES)
+
+    class Enough:
+        f_bavail, f_frsize = 1000, 4096
+    monkeypatch.setattr(os, "statvfs", lambda path: Enough)
+    _io.check_output_dir(tmp_path / "runs", _io.RUN_FOLDER_BYTES)
 
 
 @pytest.mark.parametrize("case", ["file", "read-only"])
@@ -679,3 +687,40 @@ def test_ctrl_c_while_jax_loads_prints_one_line(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "hedgejax.cli", Loading("hedgejax.cli"))
     assert hedgejax_entry.main() == 130
     assert capsys.readouterr().err == "hedgejax: interrupted\n"
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_library_warnings_are_notes_not_python_warnings(monkeypatch, capsys, as_json):
+    """A library warning during a command (fit-band's horizon moved onto the grid) is one
+    note line after the table, or an entry of "notes" in the JSON; never Python's
+    file-and-source-line format, and said once."""
+    import warnings
+
+    def fit_band(hj, args):
+        for _ in range(3):
+            warnings.warn("a maturity inside the hedging horizon is not on the time grid; it "
+                          "is moved\nsecond line", UserWarning, stacklevel=1)
+        return {"objective": 1.5}
+
+    monkeypatch.setattr(cli, "_fit_band", fit_band)
+    assert cli.main(["fit-band", "--no-progress"] + (["--json"] if as_json else [])) == 0
+    out, err = capsys.readouterr()
+    if as_json:
+        payload = json.loads(out)
+        assert list(payload["notes"].values()) == [
+            "a maturity inside the hedging horizon is not on the time grid; it is moved"]
+        assert "command" not in payload["inputs"]
+    else:
+        assert out.count("note: a maturity inside the hedging horizon") == 1
+        assert "objective on fresh paths ($)" in out
+    assert "UserWarning" not in out + err and ".py:" not in out + err
+
+
+@pytest.mark.parametrize("argv", [["price", "--spot", "\u0661\u0660\u0660"],
+                                  ["hedge", "--paths", "\u0661\u0660\u0660"]])
+def test_numbers_are_ascii_digits(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{argv[1]}: invalid" in err

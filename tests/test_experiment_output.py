@@ -408,3 +408,32 @@ def test_prices_csv_must_be_a_regular_file(tmp_path):
     with pytest.raises(_framework.ConfigError,
                        match=r"^config key 'prices_csv': .*fifo.csv is not a regular file"):
         historical._load(cfg)
+
+
+def test_library_errors_name_the_config_keys_changed_and_warnings_become_notes(capsys):
+    """An experiment computes library arguments from config keys; when the library refuses
+    one (by its own name, e.g. n_steps), the error names the keys the user changed."""
+    import types
+    import warnings
+
+    def failing(cfg, ctx):
+        raise ValueError("n_steps must be an integer in [1, 1,000,000], got n_steps=2e10\nmore")
+
+    def warning(cfg, ctx):
+        warnings.warn("a maturity is moved onto the grid\nsecond line", UserWarning,
+                      stacklevel=1)
+        warnings.warn("a maturity is moved onto the grid\nsecond line", UserWarning,
+                      stacklevel=1)
+        return _framework.Outcome(table=[{"a": 1.0}])
+
+    cfg = _framework.load_config("market-maker", overrides={"per_day": 10**9})
+    module = types.SimpleNamespace(run=failing)
+    with pytest.raises(_framework.ConfigError) as err:
+        _framework._run_module(module, "market-maker", cfg, progress=False, show=True)
+    assert str(err.value) == ("experiment market-maker failed: n_steps must be an integer in "
+                              "[1, 1,000,000], got n_steps=2e10 (config keys changed from the "
+                              "defaults: per_day = 1000000000)")
+    module = types.SimpleNamespace(run=warning)
+    _framework._run_module(module, "market-maker", _framework.load_config("market-maker"),
+                           progress=False, show=True)
+    assert capsys.readouterr().err == "note: a maturity is moved onto the grid\n"

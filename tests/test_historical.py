@@ -397,7 +397,7 @@ BAD_CSVS = [
     ("date,close\n2021-01-04,1\n2021-01-05,\n", 3, "missing value in column 'close'"),
     ("date,close\n2021-01-04,1\n,2\n", 3, "missing value in column 'date'"),
     ("date,close\n2021-01-04,1\n2021-01-05\n", 3, "1 fields where the header has 2"),
-    ("date,close\n2021-01-04,1\n2021-01-05,abc\n", 3, "non-numeric value 'abc'"),
+    ("date,close\n2021-01-04,1\n2021-01-05,abc\n", 3, r"non-numeric value \(3 characters\)"),
     ("date,close\n2021-01-04,1\n2021-01-05,1,234\n", 3, "3 fields"),
     ("date,close\n2021-01-04,1\n2021-01-05,-2.5\n", 3, "> 0, got '-2.5'"),
     ("date,close\n2021-01-04,0\n", 2, "> 0, got '0'"),

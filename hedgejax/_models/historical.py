@@ -525,8 +525,9 @@ def load_prices_csv(path: str | os.PathLike, date_column: str = "date",
                     raise ValueError
                 value = float(price_text)
             except ValueError:
-                raise fail(line, f"non-numeric value {_excerpt(price_text)} in column "
-                           f"{price_name}") from None
+                # the text itself is not shown: the file may not be a price file at all
+                raise fail(line, f"non-numeric value ({len(price_text):,} characters) in "
+                           f"column {price_name}") from None
             if not math.isfinite(value) or value <= 0:
                 raise fail(line, f"price must be finite and > 0, got {_excerpt(price_text)} "
                            f"in column {price_name}")
@@ -535,14 +536,15 @@ def load_prices_csv(path: str | os.PathLike, date_column: str = "date",
                            f"outside [{low:.3g}, {high:.3g}], where {precision} holds a price "
                            "and its square (enable jax_enable_x64 for float64)")
             if date_text in seen:
-                raise fail(line, f"duplicate date {_excerpt(date_text)} (first on line "
-                           f"{seen[date_text]})")
+                shown = f"{date_text} " if _iso_date(date_text) is not None else ""
+                raise fail(line, f"duplicate date {shown}(first on line {seen[date_text]})")
             seen[date_text] = line
             if parse_dates:
                 date = _iso_date(date_text)
                 if date is None:
-                    raise fail(line, f"date {_excerpt(date_text)} is not an ISO date "
-                               "YYYY-MM-DD (pass parse_dates=False to keep dates as text)")
+                    raise fail(line, f"date ({len(date_text):,} characters) in column "
+                               f"{date_name} is not an ISO date YYYY-MM-DD (pass "
+                               "parse_dates=False to keep dates as text)")
                 dates.append(date)
             else:
                 dates.append(date_text)

@@ -789,6 +789,49 @@ def clean_stale_temporaries(out: str | os.PathLike, before: float | None = None)
     return removed
 
 
+def _changed_keys(name: str, cfg: dict[str, Any]) -> str:
+    """The config keys whose values differ from the experiment's defaults, as `key = value`
+    (what a user changed, so what most likely made a run fail)."""
+    defaults = default_config(name)
+    changed = [f"{k} = {v!r}" for k, v in cfg.items()
+               if k not in ("seed", "paths") and defaults.get(k) != v]
+    if not changed:
+        return "the config is the default one"
+    more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""
+    return "config keys changed from the defaults: " + ", ".join(changed[:6]) + more
+
+
+def _run_module(module, name: str, cfg: dict[str, Any], progress: bool, show: bool) -> Outcome:
+    """`module.run`, with the library's errors and warnings said in a user's terms.
+
+    The library names its own parameters (`n_steps`, `maturity`, the hedge's gains); an
+    experiment computes them from config keys. A `ValueError` or arithmetic error from the
+    run is raised again as a `ConfigError` with the keys the user changed from the defaults
+    (the likely cause), on one line. Warnings are held during the run and, if it succeeds,
+    shown once each as `note: ...` lines on stderr (when `show`) instead of Python's
+    file-and-source-line format.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            outcome = module.run(dict(cfg), Context(name=name, seed=cfg["seed"],
+                                                    progress=progress))
+        except ConfigError:
+            raise
+        except (ValueError, ArithmeticError) as err:
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise ConfigError(f"experiment {name} failed: {first} ({_changed_keys(name, cfg)})"
+                              ) from None
+    notes = list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught
+                               if not issubclass(w.category, DeprecationWarning)))
+    for note in notes:
+        if show:
+            print(f"note: {note}", file=sys.stderr)
+    return outcome
+
+
 def run_experiment(name: str, *, config: str | os.PathLike | None = None,
                    paths: int | None = None, seed: int | None = None,
                    out: str | os.PathLike = "runs", overrides: dict[str, Any] | None = None,
@@ -808,7 +851,7 @@ def run_experiment(name: str, *, config: str | os.PathLike | None = None,
     matplotlib.use("Agg")
     started = dt.datetime.now(dt.UTC)
     t0 = time.perf_counter()
-    outcome = module.run(dict(cfg), Context(name=name, seed=cfg["seed"], progress=progress))
+    outcome = _run_module(module, name, cfg, progress, show)
     elapsed = time.perf_counter() - t0
     table = _plain(outcome.table)
     results = _plain(outcome.results)
