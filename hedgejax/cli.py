@@ -260,7 +260,7 @@ def _check_ints(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value is None:
             continue
-        if name == "paths" and args.command == "hedge":
+        if name == "paths" and args.command in ("hedge", "experiment"):
             low = 2     # the P&L's standard deviation needs two paths
         if value < low:
             why = {"eval_paths": " (the standard error uses 20 batch means of at least 2 "

@@ -66,7 +66,7 @@ def test_bad_config_is_one_line_exit_2(tmp_path, capsys, toml, message):
 
 @pytest.mark.parametrize("argv,message", [
     (["experiment", "no-such"], "unknown experiment 'no-such'"),
-    (["experiment", "market-maker", "--paths", "0"], "--paths must be an integer >= 1"),
+    (["experiment", "market-maker", "--paths", "0"], "--paths must be an integer >= 2"),
     (["experiment", "market-maker", "--seed", "-1"], "--seed must be an integer in 0.."),
     (["experiment", "market-maker", "--config", "/no/such.toml"], "cannot read config"),
     (["fit-band", "--lam", "-1"], "--lam must be >= 0"),

@@ -437,3 +437,8 @@ def test_library_errors_name_the_config_keys_changed_and_warnings_become_notes(c
     _framework._run_module(module, "market-maker", _framework.load_config("market-maker"),
                            progress=False, show=True)
     assert capsys.readouterr().err == "note: a maturity is moved onto the grid\n"
+
+
+def test_an_empty_config_name_is_refused_by_name():
+    with pytest.raises(_framework.ConfigError, match=r"config file name is empty"):
+        _framework.load_config("market-maker", path="")

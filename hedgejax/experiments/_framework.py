@@ -230,6 +230,8 @@ def load_config(name: str, path: str | os.PathLike | None = None,
     `overrides`; every value type-checked against its default and checked against `bounds`."""
     cfg = default_config(name)
     layers: list[tuple[str, dict[str, Any]]] = []
+    if path is not None and not os.fspath(path).strip():
+        raise ConfigError("config file name is empty (--config needs a TOML file)")
     if path is not None:
         text = read_small_text(path, "config")
         try:

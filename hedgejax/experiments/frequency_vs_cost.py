@@ -129,7 +129,7 @@ def _label(family: str, value: float) -> str:
     return {
             "move-based": f"move {value:.2%}",
             "fixed band": f"+/-{value:g} sh",
-            "Whalley-Wilmott": f"gamma {value:g}",
+            "Whalley-Wilmott": f"risk av. {value:g}",
             "learned band": f"lam {value:g}"}[family]
 
 
