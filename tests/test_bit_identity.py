@@ -20,6 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 from experiments import bit_identity  # noqa: E402
 
+# minutes of compiling and subprocesses: the slow tier (`pytest -m slow`, run by CI)
+pytestmark = pytest.mark.slow
+
 ALL = ("one call", "chunk 64", "3 devices", "2 dev, chunk 3001", "4 dev, chunk 300")
 # every model, book and strategy at least once, the failing cases included; Heston
 # compiles slowly (about 6 s per shape, once per device), so the suite runs it chunked on one

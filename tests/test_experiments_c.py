@@ -16,6 +16,7 @@ from test_experiment_output_b import check_fits
 from hedgejax.experiments._framework import run_experiment
 
 
+@pytest.mark.slow  # compiles Heston/neural hedges for a minute: the slow tier
 def test_vega_hedging_listed_option_removes_variance_risk(tmp_path):
     folder = run_experiment("vega-hedging", out=tmp_path, progress=False, show=False,
                             overrides={"paths": 400, "steps": 6,
@@ -36,6 +37,7 @@ def test_vega_hedging_listed_option_removes_variance_risk(tmp_path):
     assert t0["delta_vega_units"] < 0 < t0["book_vega_dv"]
 
 
+@pytest.mark.slow  # compiles Heston/neural hedges for a minute: the slow tier
 def test_model_risk_mean_pnl_is_the_price_difference(tmp_path):
     from test_experiment_output_b import check_readable
 

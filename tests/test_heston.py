@@ -408,6 +408,7 @@ def test_heston_world_hedged_with_black_scholes_deltas_runs():
                                               hj.EuropeanCall(100.0, 1.0))), rtol=1e-6)
 
 
+@pytest.mark.slow  # compiles Heston hedges for a minute: the slow tier
 @pytest.mark.parametrize("scheme", ["qe", "euler"])
 def test_heston_deltas_conditioned_on_the_variance_beat_black_scholes_deltas(scheme):
     """Paired comparison on the same 2^12 paths x 50 steps. With rho = 0 the Heston delta is

@@ -235,6 +235,7 @@ def _require_fit():
         pytest.skip("hedgejax has no fit() yet")
 
 
+@pytest.mark.slow  # compiles Heston/neural hedges for a minute: the slow tier
 def test_neural_hedge_without_costs_learns_close_to_delta():
     # Frictionless Black-Scholes: delta hedging is the continuous-time optimum for the
     # entropic risk, so training (from the exact delta hedge) should only learn a small

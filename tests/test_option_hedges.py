@@ -100,6 +100,7 @@ def test_delta_gamma_beats_delta_under_black_scholes():
     assert abs(float(np.mean(gamma.hedge_error))) < 4 * se + 1e-3
 
 
+@pytest.mark.slow  # compiles Heston/neural hedges for a minute: the slow tier
 def test_delta_vega_beats_delta_under_heston():
     """Shares alone cannot hedge the variance factor; a second option can."""
     with pytest.warns(hj.FellerWarning):

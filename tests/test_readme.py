@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -23,6 +25,7 @@ def test_readme_first_example_runs():
     assert bool(namespace["jax"].numpy.isfinite(grad))
 
 
+@pytest.mark.slow  # the learning and Heston examples compile for a minute or two
 def test_readme_other_examples_run():
     spaces = []
     for code in _python_blocks()[1:]:

@@ -11,6 +11,9 @@ import pytest
 
 import hedgejax as hj
 
+# minutes of compiling and subprocesses: the slow tier (`pytest -m slow`, run by CI)
+pytestmark = pytest.mark.slow
+
 FIELDS = ("pnl", "hedge_error", "cost", "n_trades", "unhedged_pnl", "final_position",
           "terminal_spot")
 
