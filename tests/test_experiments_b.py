@@ -11,6 +11,7 @@ from test_experiment_output_b import check_fits
 from hedgejax.experiments._framework import run_experiment
 
 
+@pytest.mark.slow  # half a minute of compiling and training: the slow tier
 def test_frequency_vs_cost_small(tmp_path):
     folder = run_experiment(
         "frequency-vs-cost", out=tmp_path, progress=False, show=False,

@@ -56,6 +56,7 @@ def _grid(costs, values, lam=LAM):
                           n_paths=2**16, key=jax.random.key(7))
 
 
+@pytest.mark.slow  # half a minute of compiling and training: the slow tier
 def test_standard_case_fit_matches_a_fine_grid_search():
     """ATM call, T=0.25, 63 steps, vol 0.2, proportional cost 0.002, lam 0.1: the fitted width
     is within 5% of the fine grid's argmin and its true objective on fresh paths (the grid's,
@@ -84,6 +85,7 @@ def test_fitted_width_grows_with_cost_and_shrinks_with_lam():
     assert width(0.002, 0.3) < 0.8 * width(0.002, 0.03)
 
 
+@pytest.mark.slow  # half a minute of compiling and training: the slow tier
 def test_fixed_cost_fit_uses_a_surrogate_and_matches_grid_search():
     costs = hj.Fixed(0.01)
     grid = _grid(costs, np.linspace(0.0, 0.3, 61))

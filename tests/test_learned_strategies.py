@@ -284,6 +284,7 @@ def _per_path_objective(res, lam):
     return res.cost + lam * centred**2 * n / (n - 1)
 
 
+@pytest.mark.slow  # half a minute of compiling and training: the slow tier
 def test_learned_band_not_worse_than_best_constant_band_on_fresh_paths():
     # Proportional cost 1% and lam = 0.1: on 2^15 fresh paths the best constant band (width
     # 0.2 of a grid) scores ~1.05 and Whalley-Wilmott at its best risk aversion ~1.08, while

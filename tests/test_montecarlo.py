@@ -122,6 +122,7 @@ def test_mc_price_of_a_book_is_refused():
         hj.mc_greeks(_model(), hj.EuropeanCall(100.0, 1.0), 64, jax.random.key(0), smoothing=0)
 
 
+@pytest.mark.slow  # half a minute of compiling and training: the slow tier
 def test_pathwise_greeks_through_heston_qe_match_the_fourier_greeks(x64):
     """mc_greeks differentiates through the QE simulation (vega is w.r.t. v0); the reference
     is autodiff of the semi-analytic Heston price (checked against QuantLib elsewhere). QE at
