@@ -74,6 +74,7 @@ from ._strategies import (
     WhalleyWilmott as WhalleyWilmott,
 )
 from ._stream import stream_summary as stream_summary
+from ._surface import PriceSurface as PriceSurface
 from ._validate import (
     NonFiniteError as NonFiniteError,
     UndefinedStatisticWarning as UndefinedStatisticWarning,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -38,6 +39,13 @@ from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
 from ._repr import module_repr
 from ._strategies.base import AbstractStrategy, Observation
+from ._surface import (
+    PRICINGS,
+    BookSurface,
+    PriceSurface,
+    build as build_surface,
+    supports_surface,
+)
 from ._validate import (
     NonFiniteError,
     check_grid_fits,
@@ -164,14 +172,33 @@ def _greeks_log(model, book, log_spot, spot, t, alive=None):
     return delta, gamma, vega
 
 
+class _Surfaces(NamedTuple):
+    """Price surfaces standing in for the exact pricers (`pricing="surface"`): of the book
+    and of the hedging option under the hedge model, and of the option at its market price;
+    None where the exact pricer is used."""
+
+    book: BookSurface | None = None
+    option: BookSurface | None = None
+    market: BookSurface | None = None
+
+
 def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot,
-             option=None, option_price=None) -> Observation:
+             option=None, option_price=None, surfaces=_Surfaces()) -> Observation:
     alive = tuple(e > step for e in expiry)
-    hedge_model = hedge_model.conditioned(state)
-    delta, gamma, vega = _greeks_log(hedge_model, book, state.log_spot, spot, t, alive)
+    if surfaces.book is not None:
+        delta, gamma, vega = surfaces.book.greeks(step, state.log_spot, spot, state.variance,
+                                                  alive)
+    else:
+        delta, gamma, vega = _greeks_log(hedge_model.conditioned(state), book,
+                                         state.log_spot, spot, t, alive)
     extra = {}
     if option is not None:
-        o_delta, o_gamma, o_vega = _greeks_log(hedge_model, option, state.log_spot, spot, t)
+        if surfaces.option is not None:
+            o_delta, o_gamma, o_vega = surfaces.option.greeks(step, state.log_spot, spot,
+                                                              state.variance)
+        else:
+            o_delta, o_gamma, o_vega = _greeks_log(hedge_model.conditioned(state), option,
+                                                   state.log_spot, spot, t)
         extra = dict(option_price=option_price, option_delta=o_delta, option_gamma=o_gamma,
                      option_vega=o_vega)
     dtype = spot.dtype
@@ -212,7 +239,7 @@ def _split(position, has_option):
 
 
 def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, ends, unwind,
-              block, path_index):
+              block, path_index, surfaces=_Surfaces()):
     """Per-path outcomes for the paths with these global indices (a multiple of `block`):
     blocks of `block` paths run one after another, each the whole scan over steps."""
     dtype = float_dtype()
@@ -230,7 +257,9 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, en
         option_costs = strategy.option_costs
         option_costs = NoCost() if option_costs is None else option_costs
 
-    def option_price(state, t):
+    def option_price(state, step, t):
+        if surfaces.market is not None:
+            return surfaces.market.value(step, state.log_spot, state.variance).astype(dtype)
         return book_value_log(market.conditioned(state), option, state.log_spot,
                               jnp.asarray(t, dtype)).astype(dtype)
 
@@ -243,7 +272,7 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, en
         state0 = state0._replace(log_spot=state0.log_spot.astype(dtype))
         zeros = jnp.zeros(path_index.shape, dtype)
         position0 = (zeros, zeros) if has_option else zeros
-        price0 = option_price(state0, 0.0) if has_option else zeros
+        price0 = option_price(state0, jnp.int32(0), 0.0) if has_option else zeros
         carry0 = (state0, jnp.exp(state0.log_spot), position0, zeros, zeros,
                   jnp.zeros(path_index.shape, jnp.int32), zeros,
                   strategy.init_state(position0), price0)
@@ -252,7 +281,7 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, en
             state, spot, position, gains, cost, n_trades, paid, memory, o_price = carry
             t = i.astype(dtype) * dt
             obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state, spot,
-                           option if has_option else None, o_price)
+                           option if has_option else None, o_price, surfaces)
             target, memory = strategy.decide(obs, position, memory)
             target = jax.tree.map(lambda x: x.astype(dtype), target)
             shares, units = _split(target, has_option)
@@ -273,7 +302,7 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, en
             to_end = jnp.exp(r * (t_end - t - dt))
             gains = gains + shares * (new_spot * div_growth - spot * carry_growth) * to_end
             if has_option:
-                new_price = option_price(state, t + dt)
+                new_price = option_price(state, i + 1, t + dt)
                 gains = gains + units * (new_price - o_price * carry_growth) * to_end
                 o_price = new_price
             if inside:  # instruments expiring before the grid's end pay at their maturity
@@ -290,8 +319,13 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, en
         book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
         if outlives:  # instruments maturing after the grid's end are valued there
             alive = tuple(e > n for e in expiry)
-            book_T = book_T + book_value_log(hedge_model.conditioned(state), book,
-                                             state.log_spot, jnp.asarray(t_end, dtype), alive)
+            if surfaces.book is not None:
+                later = surfaces.book.value(jnp.int32(n), state.log_spot, state.variance,
+                                            alive)
+            else:
+                later = book_value_log(hedge_model.conditioned(state), book, state.log_spot,
+                                       jnp.asarray(t_end, dtype), alive)
+            book_T = book_T + later
         if unwind:
             draws = Draws(words, path_index, jnp.asarray(n, jnp.int32), dtype)
             cost = cost + charge(costs, -shares, spot_T, draws, _COST_STREAM)
@@ -352,19 +386,55 @@ def _check_finite_result(result: HedgeResult, path_offset: int) -> None:
                          "cost); check the costs and the size of the book")
 
 
+def _build_surfaces(model, hedge_model, book, strategy, grid, expiry, dtype,
+                    surface: tuple[PriceSurface | None, bool]) -> _Surfaces:
+    """The price surfaces of `pricing="surface"` (module `_surface`), built inside the
+    compiled call where the pricer is one a surface stands in for: the book's and the
+    hedging option's under the hedge model, and the option's under its market model
+    (reused when the world is the hedge model). `surface`: (use surfaces, the hedge model
+    is the world)."""
+    spec, same = surface
+    if spec is None:
+        return _Surfaces()
+
+    def maybe(pricing_model, a_book, expiry_steps):
+        if not supports_surface(pricing_model, a_book):
+            return None
+        return build_surface(pricing_model, a_book, expiry_steps, model, grid, dtype, spec)
+
+    book_surface = maybe(hedge_model, book, expiry)
+    if strategy.option is None:
+        return _Surfaces(book=book_surface)
+    option = as_book(strategy.option)
+    # the option matures at or after the grid's end: alive at every step
+    never = tuple(jnp.full(g.maturity.shape, grid.n_steps + 1, jnp.int32)
+                  for g in option.groups)
+    option_surface = maybe(hedge_model, option, never)
+    if has_pricer(model, option) and not same:
+        market_surface = maybe(model, option, never)
+    else:
+        market_surface = option_surface
+    return _Surfaces(book=book_surface, option=option_surface, market=market_surface)
+
+
 @eqx.filter_jit
 def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
-         unwind, block_size, path_offset, check_inside=True):
+         unwind, block_size, surface, path_offset, check_inside=True):
     """Per-path results of global paths path_offset .. path_offset + n_paths - 1."""
     dtype = float_dtype()
+    surfaces = _build_surfaces(model, hedge_model, book, strategy, grid, expiry, dtype,
+                               surface)
     r = jnp.asarray(model.rate, dtype)
     words = key_words(key)
-    v0 = book_value_log(hedge_model, book, jnp.log(model.spot).astype(dtype),
-                        jnp.zeros((), dtype))
+    if surfaces.book is not None:   # from the same call of the pricer as the nodes
+        v0 = surfaces.book.initial
+    else:
+        v0 = book_value_log(hedge_model, book, jnp.log(model.spot).astype(dtype),
+                            jnp.zeros((), dtype))
     block, padded = _layout(n_paths, block_size)
     path_index = path_offset + jnp.arange(padded, dtype=jnp.uint32)
     outputs = _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry,
-                        ends, unwind, block, path_index)
+                        ends, unwind, block, path_index, surfaces)
     book_T, gains, cost, n_trades, position, spot_T = (x[:n_paths] for x in outputs)
 
     unhedged = book_T - v0 * jnp.exp(r * grid.maturity)
@@ -483,6 +553,7 @@ def hedge(
     chunk_size: int | None = None,
     devices: int | None = None,
     progress: bool = False,
+    pricing: str = "auto",
 ) -> HedgeResult:
     """Simulate hedging `book` with `strategy` over `grid` on `n_paths` paths of `model`.
 
@@ -516,6 +587,18 @@ def hedge(
             another on the traced computation's device, without the parallelism (bit for
             bit the same results under `jit`; to rounding under `vmap` and `grad`).
         progress: show a progress bar over chunks.
+        pricing: how the hedge model's book values and Greeks are computed per path and
+            step. "exact": its pricer (Heston's Fourier integral, Merton's series) at every
+            path and step. "surface": for Heston and Merton hedge models, a Chebyshev price
+            surface per grid step built once per call from the exact pricer at interpolation
+            nodes (module `hedgejax._surface`; Gass et al. 2018), with a Black-Scholes
+            control variate; hundreds of times faster, accurate to the figures in
+            experiments/results/surface_accuracy.md; other hedge models are priced exactly.
+            "auto" (default): "surface" where the hedge model supports one and the run has
+            at least `SURFACE_MIN_PATH_STEPS` paths x steps (below that the surface's nodes
+            cost more than pricing every path), else "exact". `hj.PriceSurface(n_x, n_v,
+            n_t)`: surfaces with chosen node counts (more accurate, slower). V0 is always
+            the exact price.
 
     Returns:
         A `HedgeResult` with per-path P&L, hedge error, cost and trade count (module docstring
@@ -530,7 +613,7 @@ def hedge(
         (1000,)
     """
     args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-                    block_size, devices)
+                    block_size, devices, pricing)
     _check_multiprocess(args[6], chunk_size, len(args[-1]))
     # the per-path results (7 fields), twice over while chunks are joined
     itemsize = jnp.dtype(float_dtype()).itemsize
@@ -546,8 +629,13 @@ def hedge(
 
 
 def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-             block_size, devices) -> tuple:
+             block_size, devices, pricing="auto") -> tuple:
     """Validate `hedge()`'s inputs; the positional arguments of `_run` but the path offset."""
+    if not isinstance(pricing, PriceSurface) and (not isinstance(pricing, str)
+                                                  or pricing not in PRICINGS):
+        raise ValueError(f"pricing must be one of {PRICINGS} or a hj.PriceSurface, got "
+                         f"pricing={pricing!r}")
+    same = hedge_model is None or hedge_model is model
     if not isinstance(book, (Book, AbstractInstrument)):
         raise ValueError(f"book must be a Book or an instrument, got {type(book).__name__}")
     book = as_book(book)
@@ -570,8 +658,33 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     if n_devices > jax.local_device_count():
         raise ValueError(f"devices must be <= {jax.local_device_count()} (the local devices), "
                          f"got devices={n_devices}")
+    surface = _use_surface(pricing, hedge_model, book, strategy, model, n_paths, grid.n_steps)
     return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
-            bool(unwind), block_size, tuple(jax.local_devices()[:n_devices]))
+            bool(unwind), block_size, (surface, same), tuple(jax.local_devices()[:n_devices]))
+
+
+# `pricing="auto"` builds surfaces from this many path-steps (paths x grid steps) on: the
+# build prices n_t x n_x x n_v = 5,120 nodes (Heston; 512 for Merton) once, the exact route
+# prices and differentiates every path at every step (experiments/bench_models.py).
+SURFACE_MIN_PATH_STEPS = 2**15
+
+
+def _use_surface(pricing, hedge_model, book, strategy, model, n_paths,
+                 n_steps) -> PriceSurface | None:
+    """The surfaces' node counts when `pricing` builds surfaces for this hedge, else None."""
+    if pricing == "exact":
+        return None
+    option = strategy.option
+    candidates = [(hedge_model, book)]
+    if option is not None:
+        candidates += [(hedge_model, as_book(option)), (model, as_book(option))]
+    if not any(supports_surface(m, b) for m, b in candidates):
+        return None
+    if isinstance(pricing, PriceSurface):
+        return pricing
+    if pricing == "auto" and n_paths * n_steps < SURFACE_MIN_PATH_STEPS:
+        return None
+    return PriceSurface()
 
 
 def _check_lags(strategy: AbstractStrategy, grid: TimeGrid) -> None:
@@ -610,12 +723,12 @@ def iter_hedge_chunks(model: AbstractModel, book: Book | AbstractInstrument,
                       n_paths: int, key: jax.Array, *, chunk_size: int,
                       hedge_model: AbstractModel | None = None, unwind: bool = False,
                       block_size: int = DEFAULT_BLOCK_SIZE, devices: int | None = None,
-                      progress: bool = False) -> Iterator[HedgeResult]:
+                      progress: bool = False, pricing: str = "auto") -> Iterator[HedgeResult]:
     """`hedge()` chunk by chunk: yields the `HedgeResult` of global paths 0..chunk_size-1,
     then the next chunk, and so on (the last may be shorter). Concatenated, they equal
     `hedge(..., n_paths, key)` bit for bit; only one chunk is in memory at a time."""
     args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-                    block_size, devices)
+                    block_size, devices, pricing)
     _check_multiprocess(args[6], chunk_size, len(args[-1]))
     yield from _chunks(args, args[6], chunk_size, progress)
 

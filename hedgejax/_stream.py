@@ -75,10 +75,10 @@ def stream_summary(model: AbstractModel, book: Book | AbstractInstrument,
                    n_paths: int, key: jax.Array, *, chunk_size: int = 2**20,
                    alpha: float = 0.99, hedge_model: AbstractModel | None = None,
                    unwind: bool = False, progress: bool = False,
-                   block_size: int | None = None) -> dict[str, Any]:
+                   block_size: int | None = None, pricing: str = "auto") -> dict[str, Any]:
     """The statistics of `risk.summary` for a hedge of `n_paths` paths, computed chunk by
     chunk without keeping per-path results (module docstring). Same keys as `summary`, from
-    the same paths as `hedge(..., n_paths, key)`.
+    the same paths as `hedge(..., n_paths, key)`; `pricing` as in `hedge()`.
 
     Example:
         >>> import jax, hedgejax as hj
@@ -102,7 +102,8 @@ def stream_summary(model: AbstractModel, book: Book | AbstractInstrument,
     initial_price = math.nan
     chunks = iter_hedge_chunks(model, book, strategy, costs, grid, n_paths, key,
                                chunk_size=chunk_size, hedge_model=hedge_model, unwind=unwind,
-                               progress=progress, **({} if block_size is None
+                               progress=progress, pricing=pricing,
+                               **({} if block_size is None
                                                      else {"block_size": block_size}))
     for res in chunks:
         initial_price = float(res.initial_price)
