@@ -6,6 +6,8 @@ same run.
 - W2 `bench_w2.py`: fitting a band; gradient cost against a forward pass; fit wall time.
 - W3 `bench_w3.py`: Greeks of a 1,000-option book, autodiff against bump-and-revalue.
 - W4 `bench_w4.py`: a Heston world hedged with Black-Scholes deltas, against W1.
+- models `bench_models.py`: Heston and Merton worlds hedged with their own model's deltas,
+  `pricing="exact"` against `pricing="surface"` (on the same paths), against W1.
 
 Each writes its JSON and markdown under experiments/results/ (`--quick`: small sizes,
 written under runs/, for a smoke test in CI), and the suite gathers them into one file per
@@ -27,7 +29,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"w1": "bench_w1.py", "w2": "bench_w2.py", "w3": "bench_w3.py", "w4": "bench_w4.py"}
+SCRIPTS = {"w1": "bench_w1.py", "w2": "bench_w2.py", "w3": "bench_w3.py", "w4": "bench_w4.py",
+           "models": "bench_models.py"}
 
 
 def machine_slug() -> str:
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for the reports (default experiments/results, or runs/ "
                              "with --quick)")
     parser.add_argument("--only", default=",".join(SCRIPTS),
-                        help="comma-separated workloads (default w1,w2,w3,w4)")
+                        help=f"comma-separated workloads (default {','.join(SCRIPTS)})")
     args = parser.parse_args(argv)
     chosen = [w.strip().lower() for w in args.only.split(",") if w.strip()]
     unknown = [w for w in chosen if w not in SCRIPTS]

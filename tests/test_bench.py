@@ -35,7 +35,7 @@ def test_bench_suite_quick_gathers_every_workload(tmp_path):
     report = json.loads(combined[0].read_text())
     assert report["machine"].startswith("cpu-") and report["device"]["backend"] == "cpu"
     work = report["workloads"]
-    assert set(work) == {"w1", "w2", "w3", "w4"}
+    assert set(work) == {"w1", "w2", "w3", "w4", "models"}
 
     rows = {row["impl"]: row for row in work["w1"]["rows"]}
     assert {"hedgejax-f32", "numpy-f64"} <= set(rows)
@@ -60,6 +60,28 @@ def test_bench_suite_quick_gathers_every_workload(tmp_path):
     # Black-Scholes deltas hedge a Heston world worse than the Black-Scholes world.
     assert worlds["W4"]["std_hedge_error"] > worlds["W1"]["std_hedge_error"]
 
+    _check_models_report(work["models"])
+
+
+def _check_models_report(report: dict) -> None:
+    """bench_models --quick: every Heston/Merton row ran with both pricers, against W1 on the
+    same paths, and the surface hedge matches the exact one on the same paths."""
+    rows = report["rows"]
+    assert not [r for r in rows if r.get("error")]
+    ran = {(r["model"], r["pricing"]) for r in rows}
+    assert {("heston", "exact"), ("heston", "surface"), ("merton", "exact"),
+            ("merton", "surface")} <= ran
+    for r in rows:
+        assert r["mpath_steps_per_s"] > 0 and r["peak_rss_mib"] > 0 and r["pnl_std"] > 0
+        if r["model"] != "bs":
+            assert r["vs_bs"] > 0
+            assert (r["target_vs_bs"] is not None) == (r["pricing"] == "surface")
+    assert {c["model"] for c in report["comparisons"]} == {"heston", "merton"}
+    for c in report["comparisons"]:
+        # common random numbers: the surface's pricing error only, far inside the MC error
+        assert abs(c["mean_diff_in_se"]) < 1 and abs(c["std_diff_in_se"]) < 1
+        assert c["per_path_rms_diff"] < 0.1 * c["exact_std"]
+
 
 def test_bench_w1_bad_flag_is_one_line_status_2():
     proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_w1.py"),
@@ -80,3 +102,58 @@ def test_bench_suite_rejects_unknown_workloads():
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "w9" in proc.stderr
+
+
+def test_bench_models_bad_flag_is_one_line_status_2():
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_models.py"),
+                           "--models", "sabr"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "sabr" in proc.stderr
+
+
+def test_gpu_check_cpu_smoke_runs_every_section(tmp_path):
+    """`gpu_check.py --cpu-smoke`: every section runs on the CPU at tiny sizes; the
+    agreement checks compare the CPU with itself (bit for bit), and the report is written."""
+    out = tmp_path / "bench-smoke.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gpu_check.py"),
+                           "--cpu-smoke", "--out", str(out)], capture_output=True, text=True,
+                          timeout=1200, cwd=ROOT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    report = json.loads(out.read_text())
+    assert out.with_suffix(".md").exists()
+    assert report["mode"] == "cpu-smoke" and report["device"]["backend"] == "cpu"
+    assert report["device"]["jax"] and report["date"] and report["targets"]
+    sections = report["sections"]
+    assert list(sections) == ["agree", "w1", "models", "w4", "w2"]
+    assert all(sec["status"] == "ok" for sec in sections.values()), {
+        name: sec["error"] for name, sec in sections.items()}
+
+    agree = sections["agree"]["rows"]
+    assert len(agree) == 8 and all(r["passed"] for r in agree)
+    assert all(r["max_abs_diff"] == 0.0 for r in agree)   # the same device twice
+
+    w1 = sections["w1"]["rows"]
+    assert {r["variant"] for r in w1} == {"hedge()", "hedge(block_size=n)", "jit(hedge)"}
+    for n in {r["n_paths"] for r in w1}:
+        same = [r for r in w1 if r["n_paths"] == n]
+        assert all(r["gpath_steps_per_s"] > 0 for r in same)
+        # block size and jit do not change the paths' results
+        assert max(r["pnl_mean"] for r in same) - min(r["pnl_mean"] for r in same) < 1e-9
+
+    models = sections["models"]["rows"]
+    assert {(r.get("model"), r.get("pricing")) for r in models} >= {
+        ("heston", "exact"), ("heston", "surface"), ("merton", "surface")}
+    assert any("mean_diff_in_se" in r for r in models)
+    assert {r["world"][:2] for r in sections["w4"]["rows"]} == {"W1", "W4"}
+    assert {r["what"] for r in sections["w2"]["rows"]} == {"forward", "gradient", "fit"}
+
+
+def test_gpu_check_without_a_gpu_exits_2_in_one_line():
+    import jax
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("a GPU is present: gpu_check.py would run")
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "gpu_check.py")],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "--cpu-smoke" in proc.stderr
