@@ -3,6 +3,11 @@
 Conventions throughout: time in years, annualised volatility, continuously compounded rates,
 prices in currency, hedge positions in shares of the underlying, P&L > 0 a gain to the holder
 of the book, money in `HedgeResult` valued at the end of the hedging grid.
+
+On a CPU, importing hedgejax before jax runs anything gives jax one CPU device per core (at
+most 8): `hedge()` splits large runs over them. `HEDGEJAX_CPU_DEVICES=N` asks for N (1: one
+device); jax's own settings (`XLA_FLAGS=--xla_force_host_platform_device_count=N`,
+`jax_num_cpu_devices`) are left as they are (hedgejax/_devices.py).
 """
 
 from . import data as data, risk as risk
@@ -17,6 +22,7 @@ from ._costs import (
     SmoothFixed as SmoothFixed,
     Spread as Spread,
 )
+from ._devices import configure_cpu_devices as _configure_cpu_devices
 from ._fit import History as History, evaluate as evaluate, fit as fit, grid_search as grid_search
 from ._frontier import band_dominates as band_dominates, frontier as frontier
 from ._grid import TimeGrid as TimeGrid
@@ -82,3 +88,7 @@ from ._validate import (
 from .risk import summary as summary
 
 __version__ = "0.1.0"
+
+# No import above starts jax's backend, so the CPU device count can still be set here
+# (tests/test_devices_default.py checks it in a fresh process).
+_configure_cpu_devices()

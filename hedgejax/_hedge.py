@@ -31,6 +31,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ._costs import AbstractCost, NoCost, is_trade
+from ._devices import default_device_count
 from ._grid import TimeGrid
 from ._instruments import AbstractInstrument, Book, as_book
 from ._models.base import AbstractModel
@@ -38,6 +39,7 @@ from ._numerics import ordered_sum
 from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
 from ._repr import module_repr
+from ._scan import checkpointed_scan
 from ._strategies.base import AbstractStrategy, Observation
 from ._surface import (
     PRICINGS,
@@ -220,9 +222,10 @@ def _option_market(model, hedge_model, option):
 # 2^14 136 / 183, 2^17 134 / 203, 2^18 132 / 218. Small blocks keep one core's state in
 # cache but starve XLA's threads; 2^18 is best on both.
 DEFAULT_BLOCK_SIZE = 2**18
-# Reverse-mode gradients recompute each step instead of storing its intermediates (memory
-# ~5x smaller at 2^20 paths x 252 steps, see experiments/results/PERF.md). A switch only for
-# benchmarks that measure the difference; it does not change forward results.
+# Reverse-mode gradients store only the carry entering each of about sqrt(n) segments of
+# steps and recompute the rest (two-level checkpointing, module `_scan`;
+# experiments/results/grad_memory.md). A switch only for benchmarks that measure the
+# difference; it does not change forward results (bit for bit).
 CHECKPOINT_STEP = True
 _LANES = 64
 # Draw streams of the costs' noise (models use the low stream ids).
@@ -311,8 +314,10 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, en
             return (state, new_spot, target, gains, cost, n_trades, paid, memory,
                     o_price), None
 
-        step = jax.checkpoint(body) if CHECKPOINT_STEP else body
-        carry, _ = lax.scan(step, carry0, jnp.arange(n, dtype=jnp.int32))
+        if CHECKPOINT_STEP:     # sqrt(n) segments of checkpointed steps (module _scan)
+            carry = checkpointed_scan(jax.checkpoint(body), carry0, n)
+        else:
+            carry, _ = lax.scan(body, carry0, jnp.arange(n, dtype=jnp.int32))
         state, spot_T, position, gains, cost, n_trades, paid, _, price_T = carry
         shares, units = _split(position, has_option)
 
@@ -577,9 +582,11 @@ def hedge(
             `iter_hedge_chunks` yields chunk by chunk). Bit-identical to an unchunked run.
         devices: how many local devices share the paths (data parallel over the path axis:
             each device simulates one contiguous slice of the paths, the result is sharded
-            over a 1-D mesh of them); default 1. On a CPU, set
-            `XLA_FLAGS=--xla_force_host_platform_device_count=N` before importing jax to
-            split the cores into N devices. After `jax.distributed.initialize()`, every
+            over a 1-D mesh of them). Default (None): on a CPU, as many of the local CPU
+            devices as get `hedgejax._devices.MIN_PATH_STEPS_PER_DEVICE` path-steps each
+            (`import hedgejax` makes one CPU device per core unless jax is already running
+            or told otherwise; README "Scale"), else 1; 1 on a GPU, in a multi-process run
+            and under `jax.jit`/`vmap`/`grad`. After `jax.distributed.initialize()`, every
             process runs the same call and `devices` of each process's devices share the
             paths (n_paths a multiple of 64 x all those devices); the result is one global
             array. Per-path results are bit-identical whatever the device or process count.
@@ -613,7 +620,7 @@ def hedge(
         (1000,)
     """
     args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-                    block_size, devices, pricing)
+                    block_size, devices, pricing, chunk_size)
     _check_multiprocess(args[6], chunk_size, len(args[-1]))
     # the per-path results (7 fields), twice over while chunks are joined
     itemsize = jnp.dtype(float_dtype()).itemsize
@@ -629,7 +636,7 @@ def hedge(
 
 
 def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-             block_size, devices, pricing="auto") -> tuple:
+             block_size, devices, pricing="auto", chunk_size=None) -> tuple:
     """Validate `hedge()`'s inputs; the positional arguments of `_run` but the path offset."""
     if not isinstance(pricing, PriceSurface) and (not isinstance(pricing, str)
                                                   or pricing not in PRICINGS):
@@ -654,7 +661,12 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     model = _prepared(model, book, strategy.option, grid)
     hedge_model = _prepared(hedge_model, book, strategy.option, grid)
     block_size = check_int("block_size", block_size, 1)
-    n_devices = 1 if devices is None else check_int("devices", devices, 1)
+    if devices is None:
+        n_devices = default_device_count(n_paths, grid.n_steps,
+                                         (model, hedge_model, book, strategy, costs, key),
+                                         chunk_size)
+    else:
+        n_devices = check_int("devices", devices, 1)
     if n_devices > jax.local_device_count():
         raise ValueError(f"devices must be <= {jax.local_device_count()} (the local devices), "
                          f"got devices={n_devices}")
@@ -728,7 +740,7 @@ def iter_hedge_chunks(model: AbstractModel, book: Book | AbstractInstrument,
     then the next chunk, and so on (the last may be shorter). Concatenated, they equal
     `hedge(..., n_paths, key)` bit for bit; only one chunk is in memory at a time."""
     args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-                    block_size, devices, pricing)
+                    block_size, devices, pricing, chunk_size)
     _check_multiprocess(args[6], chunk_size, len(args[-1]))
     yield from _chunks(args, args[6], chunk_size, progress)
 
