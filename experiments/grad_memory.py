@@ -274,7 +274,9 @@ def _fmt(x: float | None, spec: str) -> str:
 def _markdown(report: dict[str, Any]) -> str:
     lines = ["# Gradient memory: per-step checkpoint against sqrt(n) segment checkpointing", "",
              f"- date: {report['date']}", f"- machine: {report['machine']}",
-             f"- command: `{report['command']}`", f"- steps: {report['n_steps']}, "
+             f"- command: `{report['command']}`",
+             f"- local jax devices: {report.get('local_devices', '?')} (hedge(devices=None) may "
+             "split the paths over them)", f"- steps: {report['n_steps']}, "
              f"repeats: {report['repeats']} (medians; grad / fwd is the median of per-round "
              "ratios, forward and gradient interleaved in the same process)", "",
              "`temp` is XLA's temporary buffer size of the compiled program "
@@ -396,8 +398,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"section": "merton", "n_paths": n_paths, "n_steps": n_steps,
                          "pricing": pricing, "measure": m})
             print("merton", pricing, n_paths, m, flush=True)
+    import jax
+
+    import hedgejax  # noqa: F401  (its import may set the CPU device count)
+
     write_report(out, "experiments/grad_memory.py", rows, _markdown, argv,
-                 n_steps=n_steps, repeats=repeats)
+                 n_steps=n_steps, repeats=repeats, local_devices=jax.local_device_count())
     return 0
 
 

@@ -36,8 +36,10 @@ ENV_VAR = "HEDGEJAX_CPU_DEVICES"
 MAX_AUTO_CPU_DEVICES = 8
 # `hedge(devices=None)` gives every device at least this many path-steps (n_paths x n_steps
 # of one call; see default_device_count). Measured on 2 cores, W1 (delta hedge of a call,
-# 252 steps, jax 0.10.2): PLACEHOLDER
-MIN_PATH_STEPS_PER_DEVICE = 6_000_000
+# 252 steps, jax 0.10.2, median of 5 steady-state calls), 2 devices against 1: 2^14 paths
+# 1.21x, 2^15 1.41x, 2^16 1.59x, 2^18 1.47x; the second device's compilation (about 1.5 s
+# once) is then repaid within a few calls. So two devices from 2^15 paths x 252 steps.
+MIN_PATH_STEPS_PER_DEVICE = 4_000_000
 _FLAG = "--xla_force_host_platform_device_count"
 
 

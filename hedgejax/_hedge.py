@@ -602,8 +602,12 @@ def hedge(
             control variate; hundreds of times faster, accurate to the figures in
             experiments/results/surface_accuracy.md; other hedge models are priced exactly.
             "auto" (default): "surface" where the hedge model supports one and the run has
-            at least `SURFACE_MIN_PATH_STEPS` paths x steps (below that the surface's nodes
-            cost more than pricing every path), else "exact". `hj.PriceSurface(n_x, n_v,
+            at least `SURFACE_MIN_PATH_STEPS` paths x steps (below that compiling and
+            building the surface costs more than pricing every path), unless a cost is
+            charged per trade (`Fixed`, `SmoothFixed`: the surface's delta noise, about
+            1e-6 share per unit, would trigger fees on steps where the exact delta does not
+            move), else "exact". With surfaces `n_trades` of a delta hedge can exceed the
+            exact run's for the same reason. `hj.PriceSurface(n_x, n_v,
             n_t)`: surfaces with chosen node counts (more accurate, slower). V0 is always
             the exact price.
 
@@ -670,18 +674,20 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     if n_devices > jax.local_device_count():
         raise ValueError(f"devices must be <= {jax.local_device_count()} (the local devices), "
                          f"got devices={n_devices}")
-    surface = _use_surface(pricing, hedge_model, book, strategy, model, n_paths, grid.n_steps)
+    surface = _use_surface(pricing, hedge_model, book, strategy, model, costs, n_paths,
+                           grid.n_steps)
     return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
             bool(unwind), block_size, (surface, same), tuple(jax.local_devices()[:n_devices]))
 
 
-# `pricing="auto"` builds surfaces from this many path-steps (paths x grid steps) on: the
-# build prices n_t x n_x x n_v = 5,120 nodes (Heston; 512 for Merton) once, the exact route
-# prices and differentiates every path at every step (experiments/bench_models.py).
-SURFACE_MIN_PATH_STEPS = 2**15
+# `pricing="auto"` builds surfaces from this many path-steps (paths x grid steps) on, per
+# hedge model: below it, compiling and building the surface costs more than pricing every
+# path exactly (measured with compile time included: Heston's exact route is ~100x slower
+# per path-step, Merton's ~15x, and Merton's surface compiles longer than its exact loop).
+SURFACE_MIN_PATH_STEPS = {"Heston": 2**15, "Merton": 2**21}
 
 
-def _use_surface(pricing, hedge_model, book, strategy, model, n_paths,
+def _use_surface(pricing, hedge_model, book, strategy, model, costs, n_paths,
                  n_steps) -> PriceSurface | None:
     """The surfaces' node counts when `pricing` builds surfaces for this hedge, else None."""
     if pricing == "exact":
@@ -694,9 +700,27 @@ def _use_surface(pricing, hedge_model, book, strategy, model, n_paths,
         return None
     if isinstance(pricing, PriceSurface):
         return pricing
-    if pricing == "auto" and n_paths * n_steps < SURFACE_MIN_PATH_STEPS:
-        return None
+    if pricing == "auto":
+        if n_paths * n_steps < SURFACE_MIN_PATH_STEPS.get(type(hedge_model).__name__,
+                                                        2**15):
+            return None
+        if _charges_per_trade(costs, strategy):
+            return None
     return PriceSurface()
+
+
+def _charges_per_trade(costs, strategy) -> bool:
+    """Whether a cost is charged per trade whatever its size (`Fixed`, `SmoothFixed`): a
+    surface's deltas carry interpolation noise of about 1e-6 share per unit of the book, so
+    a delta hedge would trade (and pay the fee) on steps where the exact delta is constant
+    to 1e-9, e.g. deep in or out of the money."""
+    from ._costs import Fixed, SmoothFixed
+
+    found = False
+    for tree in (costs, strategy):
+        for node in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, Fixed | SmoothFixed)):
+            found = found or isinstance(node, Fixed | SmoothFixed)
+    return found
 
 
 def _check_lags(strategy: AbstractStrategy, grid: TimeGrid) -> None:

@@ -154,19 +154,37 @@ def test_surface_hedge_pnl_matches_exact_on_common_random_numbers(name):
         float(runs["exact"].initial_price), rel=1e-6)
 
 
-def test_auto_uses_surfaces_from_the_threshold_and_chunks_are_bit_identical():
-    model = _merton()
-    kwargs = dict(model=model, book=hj.EuropeanCall(100.0, 1.0), strategy=hj.DeltaHedge(),
-                  costs=hj.Proportional(0.001), grid=GRID,
-                  n_paths=-(-hj._hedge.SURFACE_MIN_PATH_STEPS // GRID.n_steps),
-                  key=jax.random.key(2))
-    auto = hj.hedge(**kwargs)
-    surf = hj.hedge(**kwargs, pricing="surface")
-    chunked = hj.hedge(**kwargs, pricing="surface", chunk_size=192)
+def test_auto_uses_surfaces_from_the_threshold_and_chunks_are_bit_identical(monkeypatch):
+    monkeypatch.setitem(hj._hedge.SURFACE_MIN_PATH_STEPS, "Merton", 512 * GRID.n_steps)
+    kwargs = dict(model=_merton(), book=hj.EuropeanCall(100.0, 1.0), strategy=hj.DeltaHedge(),
+                  grid=GRID, key=jax.random.key(2))
+    auto = hj.hedge(**kwargs, costs=hj.Proportional(0.001), n_paths=512)
+    surf = hj.hedge(**kwargs, costs=hj.Proportional(0.001), n_paths=512, pricing="surface")
+    chunked = hj.hedge(**kwargs, costs=hj.Proportional(0.001), n_paths=512,
+                       pricing="surface", chunk_size=192)
     np.testing.assert_array_equal(auto.pnl, surf.pnl)
     np.testing.assert_array_equal(chunked.pnl, surf.pnl)
-    exact = hj.hedge(**kwargs, pricing="exact")
+    exact = hj.hedge(**kwargs, costs=hj.Proportional(0.001), n_paths=512, pricing="exact")
     assert not np.array_equal(exact.pnl, surf.pnl)
+    # below the threshold, or with a fee per trade, "auto" prices exactly
+    small = hj.hedge(**kwargs, costs=hj.Proportional(0.001), n_paths=448)
+    np.testing.assert_array_equal(small.pnl, exact.pnl[:448])
+    fee = hj.Proportional(0.001) + hj.Fixed(0.01)
+    np.testing.assert_array_equal(
+        hj.hedge(**kwargs, costs=fee, n_paths=512).pnl,
+        hj.hedge(**kwargs, costs=fee, n_paths=512, pricing="exact").pnl)
+
+
+@pytest.mark.parametrize("bad", [dict(n_x=3), dict(n_v=1.5), dict(n_t=True),
+                                 dict(n_x=128, n_v=64, n_t=16)])
+def test_price_surface_node_counts_are_validated(bad):
+    with pytest.raises(ValueError, match="PriceSurface"):
+        hj.PriceSurface(**bad)
+
+
+def test_price_surface_stores_python_ints():
+    spec = hj.PriceSurface(n_x=np.int64(40))
+    assert type(spec.n_x) is int and spec.n_x == 40
 
 
 @pytest.mark.parametrize("bad", ["fast", "Surface", None, 1])
