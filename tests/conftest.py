@@ -1,9 +1,17 @@
 """Shared fixtures. Precision tests request `x64`, which runs them in float64."""
 
 import gc
+import os
 from pathlib import Path
 
-import jax
+# pytest-xdist runs one worker per core, so each worker keeps jax's single CPU device (what a
+# program gets with HEDGEJAX_CPU_DEVICES=1) instead of hedgejax's one device per core: that
+# would put two devices' threads on every core and compile the large runs once per device.
+# The default device count is tested in fresh subprocesses without this setting
+# (tests/test_devices_default.py); multi-device layouts in subprocesses with XLA_FLAGS.
+os.environ.setdefault("HEDGEJAX_CPU_DEVICES", "1")
+
+import jax  # noqa: E402
 import pytest
 
 # Compiled programs persist on disk for the session and later runs (.pytest_cache is ignored
