@@ -11,8 +11,9 @@ Variants of the hedging loop (hedgejax/_hedge.py `_simulate`, patched in the wor
 whether `_simulate` calls `lax.scan` or `checkpointed_scan`; _hedge.py itself is not edited):
 
 - `step`: the loop before issue 13 part 4: `lax.scan(jax.checkpoint(body), ...)`;
-- `nested`: `checkpointed_scan(body, ...)`: segments of ceil(sqrt(252)) = 16 steps (15 full
-  segments and a 12-step remainder), each segment under `jax.checkpoint`, the step not;
+- `nested`: `checkpointed_scan(body, ...)` as measured here: segments of 16 steps (15 full
+  segments and a 12-step remainder; the default is now 18 of 14), each under
+  `jax.checkpoint`, the step not;
 - `nested+step`: the same with the step also under `jax.checkpoint` (two levels);
 - `nested@S`, `nested+step@S`: segments of S steps.
 

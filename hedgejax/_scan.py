@@ -39,8 +39,17 @@ from jax import lax
 
 
 def default_segment(n: int) -> int:
-    """The segment length used when none is given: ceil(sqrt(n)) (at least 1)."""
-    return math.isqrt(n - 1) + 1 if n > 1 else 1
+    """The segment length used when none is given: the divisor of n nearest sqrt(n) when
+    one lies within a factor 2 of it, else ceil(sqrt(n)) (at least 1). A divisor leaves no
+    remainder scan, so the step is traced and compiled once instead of twice (for 252 daily
+    steps: 18 segments of 14 rather than 15 of 16 plus a 12-step remainder)."""
+    if n <= 1:
+        return 1
+    root = math.sqrt(n)
+    divisors = [d for d in range(1, n + 1) if n % d == 0 and root / 2 <= d <= 2 * root]
+    if divisors:
+        return min(divisors, key=lambda d: (abs(math.log(d / root)), d))
+    return math.isqrt(n - 1) + 1
 
 
 def _length(xs: Any) -> int:
@@ -65,7 +74,8 @@ def checkpointed_scan(body: Callable[[Any, Any], tuple[Any, None]], carry0: Any,
         carry0: the initial carry (a pytree of arrays).
         xs_or_n: the number of steps n (a Python int; the steps get i = 0 .. n - 1 as int32),
             or a pytree of arrays whose leading axis is scanned over, as `lax.scan`'s xs.
-        segment: steps per checkpointed segment (>= 1); default ceil(sqrt(n)). Under
+        segment: steps per checkpointed segment (>= 1); default `default_segment(n)`
+            (about sqrt(n), a divisor of n where one is near). Under
             reverse mode the carry entering each segment is stored (about n / segment of
             them) and one segment's worth of `body` residuals is live at a time. `body`
             itself may also be wrapped in `jax.checkpoint` (then a segment keeps only its

@@ -110,7 +110,7 @@ def test_edge_cases():
     body = make_body(jnp.float32(0.1))
     c = carry0()
     assert_same_bits(checkpointed_scan(body, c, 0), c)
-    assert [default_segment(n) for n in (0, 1, 2, 4, 5, 16, 17, 252)] == [1, 1, 2, 2, 3, 4, 5, 16]
+    assert [default_segment(n) for n in (0, 1, 2, 4, 5, 16, 17, 252)] == [1, 1, 2, 2, 3, 4, 5, 14]
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="segment"):
             checkpointed_scan(body, c, 10, segment=bad)
