@@ -23,6 +23,15 @@ from ._costs import (
     Spread as Spread,
 )
 from ._devices import configure_cpu_devices as _configure_cpu_devices
+from ._exotics import (
+    AbstractPathDependent as AbstractPathDependent,
+    Asian as Asian,
+    Barrier as Barrier,
+    ForwardStart as ForwardStart,
+    Lookback as Lookback,
+    OneTouch as OneTouch,
+    VarianceSwap as VarianceSwap,
+)
 from ._fit import History as History, evaluate as evaluate, fit as fit, grid_search as grid_search
 from ._frontier import band_dominates as band_dominates, frontier as frontier
 from ._grid import TimeGrid as TimeGrid

@@ -16,6 +16,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from jax import lax
+
+from .._exotics import AbstractPathDependent
 from .._instruments import AbstractInstrument, Book
 from .._models.base import AbstractModel
 from .._numerics import ordered_sum
@@ -54,37 +57,61 @@ def _pricer(model: AbstractModel, instrument: AbstractInstrument) -> Pricer:
         ) from None
 
 
+def instrument_value(fn: Pricer, model: AbstractModel, inst: AbstractInstrument,
+                     log_spot: jax.Array, t: jax.Array, state=None) -> jax.Array:
+    """`fn`'s price of `inst` at time t. A path-dependent instrument's pricer also gets its
+    path state: `state`, or when None that of a path flat at the spot until t (held fixed
+    under differentiation: Greeks are at a given path state; module `_exotics`)."""
+    tau = inst.maturity - t
+    if not isinstance(inst, AbstractPathDependent):
+        return fn(model, inst, log_spot, tau)
+    if state is None:
+        state = jax.tree.map(lax.stop_gradient, inst.path_state(log_spot, t))
+    return fn(model, inst, log_spot, tau, state)
+
+
 def book_value_log(model: AbstractModel, book: Book, log_spot: jax.Array, t: jax.Array,
-                   alive: tuple[jax.Array, ...] | None = None) -> jax.Array:
+                   alive: tuple[jax.Array, ...] | None = None,
+                   states: tuple | None = None) -> jax.Array:
     """Value of `book` at time t for log-spot array `log_spot` (any shape).
 
     `alive`, if given, holds one boolean per instrument of each group: instruments that are
     not alive (already expired and paid) contribute nothing and have zero Greeks.
+    `states`, if given, holds one entry per group: None for European instruments, else the
+    group's path state (a dict of arrays, leading axis one per instrument of the group, then
+    shaped like `log_spot`); None prices every path-dependent instrument at the flat-path
+    state (module `_exotics`).
     """
     total = jnp.zeros_like(log_spot)
     for k, (group, qty) in enumerate(zip(book.groups, book.quantities, strict=True)):
         fn = _pricer(model, group)
+        live = None if alive is None else alive[k]
+        state = None if states is None else states[k]
 
-        def one(inst, q, live=None, fn=fn):
-            v = q * fn(model, inst, log_spot, inst.maturity - t)
+        def one(inst, q, live, state, fn=fn):
+            v = q * instrument_value(fn, model, inst, log_spot, t, state)
             return v if live is None else jnp.where(live, v, 0.0)
 
-        if alive is None:
-            values = jax.vmap(one)(group, qty)
-        else:
-            values = jax.vmap(one)(group, qty, alive[k])
+        values = jax.vmap(one)(group, qty, live, state)
         total = total + ordered_sum(values, axis=0)
     return total
 
 
 def price(model: AbstractModel, instrument: AbstractInstrument | Book,
-          spot: jax.Array | float | None = None, t: jax.Array | float = 0.0) -> jax.Array:
+          spot: jax.Array | float | None = None, t: jax.Array | float = 0.0,
+          state: dict | tuple | None = None) -> jax.Array:
     """Price at time `t` (years) of an instrument or a `Book` when the underlying is at `spot`
     (defaults to `model.spot`). For a book: sum of quantity x price.
 
     `t` is any finite time: the option has maturity - t years left, so a negative t prices it
     earlier than the grid's start. Raises ValueError for a negative or non-finite spot, a
     non-finite t, or values that are not real numbers.
+
+    `state`: for a path-dependent instrument (`hj.Barrier`, `hj.Asian`, ...), its path
+    state at t, a dict named as in the instrument's docstring (e.g. ``{"knocked": False}``
+    for a barrier, ``{"extreme": log(running min)}`` for a floating lookback call); for a
+    Book, a tuple with one entry per group (`book.groups`). None: the state of a path that
+    stayed at `spot` until t (module `hedgejax._exotics`).
 
     Example:
         >>> import hedgejax as hj
@@ -99,15 +126,29 @@ def price(model: AbstractModel, instrument: AbstractInstrument | Book,
     t = checked("t", t, lambda a: a == a, "finite")
     log_spot = jnp.log(spot)
     if isinstance(instrument, Book):
-        value = book_value_log(model, instrument, log_spot, t)
+        value = book_value_log(model, instrument, log_spot, t, states=state)
     else:
-        value = _pricer(model, instrument)(model, instrument, log_spot,
-                                           instrument.maturity - t)
+        value = instrument_value(_pricer(model, instrument), model, instrument, log_spot, t,
+                                 _as_state(state))
     return _announce_non_finite(
         "price()", {"price": value},
         f"{type(instrument).__name__} under {type(model).__name__}",
         "overflow in the working precision: check the parameters (e.g. a large rate x "
         "maturity) or enable jax_enable_x64")
+
+
+def _as_state(state):
+    """A path state as arrays of the working precision (bools and ints kept)."""
+    if state is None:
+        return None
+    if not isinstance(state, dict):
+        raise ValueError(f"state must be a dict of the path state's arrays, got "
+                         f"{type(state).__name__}")
+
+    def convert(x):
+        x = jnp.asarray(x)
+        return x if x.dtype == bool else as_float(x, "state")
+    return {k: convert(v) for k, v in state.items()}
 
 
 def _announce_non_finite(where: str, values: dict, what: str, hint: str):
@@ -165,12 +206,13 @@ def _vega_path(model: AbstractModel):
     return lambda m: getattr(m, name)
 
 
-def _greeks_impl(model: AbstractModel, instrument, spot: jax.Array, t: jax.Array) -> Greeks:
+def _greeks_impl(model: AbstractModel, instrument, spot: jax.Array, t: jax.Array,
+                 state=None) -> Greeks:
     where_vol = _vega_path(model)
 
     def value(s, vol, rate, time):
         m = eqx.tree_at(lambda m: (where_vol(m), m.rate), model, (vol, rate))
-        return price(m, instrument, s, time)
+        return price(m, instrument, s, time, state)
 
     vol = where_vol(model)
     args = (spot, vol, model.rate, t)
@@ -192,7 +234,7 @@ def _position_values(model: AbstractModel, book: Book, spot, vol, rate, t) -> ja
     per_group = []
     for group, qty in zip(book.groups, book.quantities, strict=True):
         fn = _pricer(m, group)
-        values = jax.vmap(lambda inst, fn=fn: fn(m, inst, jnp.log(spot), inst.maturity - t))
+        values = jax.vmap(lambda inst, fn=fn: instrument_value(fn, m, inst, jnp.log(spot), t))
         per_group.append(qty * values(group))
     return book._in_order(per_group)
 
@@ -274,7 +316,7 @@ def prepared_for(model: AbstractModel, instrument: AbstractInstrument | Book,
 
 def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
            spot: jax.Array | float | None = None, t: jax.Array | float = 0.0, *,
-           per_instrument: bool = False) -> Greeks:
+           per_instrument: bool = False, state: dict | tuple | None = None) -> Greeks:
     """All Greeks of an instrument or a `Book` by autodiff of `price` (see module docstring
     for units). For a book, the totals: one reverse pass gives delta, vega, rho and theta,
     forward-over-reverse gives gamma, vanna and volga.
@@ -307,6 +349,21 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
             f"{jnp.shape(t)}; for many spots use jax.vmap(lambda s: hj.greeks(model, "
             "instrument, spot=s))(spots)")
     model = prepared_for(model, instrument, t)
+    groups = instrument.groups if isinstance(instrument, Book) else (instrument,)
+    if any(isinstance(g, AbstractPathDependent) for g in groups):
+        if is_concrete(spot) and float(spot) == 0.0:
+            raise ValueError("spot must be > 0 for the Greeks of a path-dependent instrument, "
+                             "got spot=0.0")
+        state = state if isinstance(instrument, Book) else _as_state(state)
+        if per_instrument and state is not None:
+            raise ValueError("per_instrument=True takes no state (the flat-path state is "
+                             "used); price each instrument with its own state instead")
+        if not per_instrument:
+            return _checked_greeks(_greeks(model, instrument, spot, t, state), model,
+                                   instrument, spot)
+    elif state is not None:
+        raise ValueError("state is only for path-dependent instruments (Barrier, Asian, "
+                         f"...), got a state for {type(instrument).__name__}")
     if per_instrument:
         if not isinstance(instrument, Book):
             raise ValueError("per_instrument=True needs a Book, got "
