@@ -15,7 +15,6 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-
 from jax import lax
 
 from .._exotics import AbstractPathDependent
