@@ -495,3 +495,100 @@ class VarianceSwap(AbstractPathDependent):
 
 
 PATH_DEPENDENT = (Barrier, OneTouch, Lookback, Asian, ForwardStart, VarianceSwap)
+
+
+# Draw streams of the Brownian bridge's minimum and maximum (the models use the low ids,
+# the costs 14 and 15).
+BRIDGE_STREAMS = (12, 13)
+
+
+def path_step(model, before, after, step: jax.Array, time: jax.Array, dt: float, draws,
+              bridge: bool) -> PathStep:
+    """The `PathStep` of one simulation step from the world state `before` to `after`.
+
+    With `bridge`, the step's minimum and maximum of log S are drawn from the Brownian
+    bridge between the endpoints x0, x1 with the variance rate s2 the model reports for the
+    step (`model.bridge_variance(before)`): given U uniform,
+    min = (x0 + x1 - sqrt((x1 - x0)^2 - 2 s2 dt log U)) / 2 and the same with + for the
+    maximum (independent draws), exactly the laws of the extremes of a Brownian motion with
+    drift pinned at both ends (Glasserman 2004, section 6.4; Beaglehole, Dybvig and Zhou
+    1997). A model without one (historical paths) gives the endpoints.
+    """
+    x0, x1 = before.log_spot, after.log_spot
+    low, high = jnp.minimum(x0, x1), jnp.maximum(x0, x1)
+    var = model.bridge_variance(before) if bridge else None
+    if var is not None:
+        var = jnp.asarray(var, x0.dtype)
+        d2 = (x1 - x0) ** 2
+        spread_low = jnp.sqrt(d2 - 2.0 * var * dt * jnp.log(draws.uniform(BRIDGE_STREAMS[0])))
+        spread_high = jnp.sqrt(d2 - 2.0 * var * dt * jnp.log(draws.uniform(BRIDGE_STREAMS[1])))
+        low = jnp.minimum(0.5 * (x0 + x1 - spread_low), low)
+        high = jnp.maximum(0.5 * (x0 + x1 + spread_high), high)
+    return PathStep(step=step, time=time, dt=dt, prev_log_spot=x0, log_spot=x1, low=low,
+                    high=high)
+
+
+def _unstacked(book) -> list:
+    """The book's instruments, one module each, in the order they were given."""
+    out = [None] * len(book)
+    for group, idx in zip(book.groups, book.positions, strict=True):
+        for j, i in enumerate(idx):
+            out[i] = jax.tree.map(lambda x, j=j: x[j], group)
+    return out
+
+
+def on_grid(book, grid):
+    """`book` ready for simulation on `grid`: an Asian's `fixings=None` becomes one fixing per
+    grid step to its maturity, and every schedule (monitoring dates, fixings, a forward
+    start's strike date) is checked to fall on grid times (`ValueError` naming the field
+    otherwise). Traced maturities are not checked."""
+    import numpy as np
+
+    from ._validate import is_concrete
+
+    dt = grid.dt
+    resolve = False
+    for group in book.groups:
+        if not isinstance(group, AbstractPathDependent):
+            continue
+        maturity = group.maturity
+        if not is_concrete(maturity):
+            continue
+        maturity = np.asarray(maturity, dtype=float)
+        tol = max(1e-9, 8 * float(np.finfo(np.asarray(group.maturity).dtype).eps))
+        name = type(group).__name__
+        if isinstance(group, Asian) and group.fixings is None:
+            resolve = True
+        schedule = group.schedule()
+        if schedule is not None:
+            field, n = schedule
+            per = maturity / (n * dt)
+            bad = (np.abs(per - np.rint(per)) > tol * np.maximum(per, 1.0)) | (np.rint(per) < 1)
+            if np.any(bad):
+                m = float(maturity[bad][0])
+                raise ValueError(
+                    f"{name}.{field}={n} puts its dates every {m / n:.6g} years, which are not "
+                    f"times of the hedging grid (dt={dt:.6g} years): {field} must divide the "
+                    f"maturity's {m / dt:.6g} grid steps")
+        if isinstance(group, ForwardStart) and is_concrete(group.start):
+            start = np.asarray(group.start, dtype=float)
+            steps = start / dt
+            off = (np.abs(steps - np.rint(steps)) > tol * np.maximum(steps, 1.0)) & (
+                start <= grid.maturity)
+            if np.any(off):
+                raise ValueError(
+                    f"ForwardStart.start={float(start[off][0]):.6g} is not a time of the "
+                    f"hedging grid (dt={dt:.6g} years): the strike is fixed at a grid time")
+    if not resolve:
+        return book
+    import dataclasses
+
+    from ._instruments import Book
+
+    instruments = []
+    for inst in _unstacked(book):
+        if isinstance(inst, Asian) and inst.fixings is None:
+            steps = int(np.rint(float(inst.maturity) / dt))
+            inst = dataclasses.replace(inst, fixings=max(steps, 1))
+        instruments.append(inst)
+    return Book(instruments, book.quantity)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -32,9 +32,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ._costs import AbstractCost, NoCost, is_trade
 from ._devices import default_device_count
+from ._exotics import AbstractPathDependent, PathStep, on_grid, path_step
 from ._grid import TimeGrid
 from ._instruments import AbstractInstrument, Book, as_book
-from ._models.base import AbstractModel
+from ._models.base import AbstractModel, ModelState
 from ._numerics import ordered_sum
 from ._pricing.registry import book_value_log, has_pricer
 from ._random import Draws, key_words
@@ -131,17 +132,40 @@ def _snap_maturities(book: Book, expiry: tuple[jax.Array, ...], grid: TimeGrid) 
                        tuple(snapped(g, e) for g, e in zip(book.groups, expiry, strict=True)))
 
 
-def _payoffs_at(book: Book, expiry, step: jax.Array, spot: jax.Array) -> jax.Array:
-    """Sum of quantity x payoff(spot) over the instruments that expire at `step`."""
+def _payoffs_at(book: Book, expiry, step: jax.Array, spot: jax.Array, path: tuple,
+                rate: jax.Array) -> jax.Array:
+    """Sum of quantity x payoff over the instruments that expire at `step` (a path-dependent
+    one's payoff reads its path state, `path[k]` for group k)."""
     total = jnp.zeros_like(spot)
-    for group, qty, e in zip(book.groups, book.quantities, expiry, strict=True):
-        def one(inst, q, e_i):
-            return jnp.where(e_i == step, q, 0.0) * inst.payoff(spot)
-        total = total + ordered_sum(jax.vmap(one)(group, qty, e), axis=0)
+    for group, qty, e, state in zip(book.groups, book.quantities, expiry, path, strict=True):
+        def one(inst, q, e_i, state):
+            if state is None:
+                payoff = inst.payoff(spot)
+            else:
+                payoff = inst.path_payoff(state, spot, rate)
+            return jnp.where(e_i == step, q, 0.0) * payoff
+        total = total + ordered_sum(jax.vmap(one)(group, qty, e, state), axis=0)
     return total
 
 
-def _greeks_log(model, book, log_spot, spot, t, alive=None):
+def _path_init(book: Book, log_spot: jax.Array) -> tuple:
+    """Each group's path state at t = 0 (None for European groups)."""
+    return tuple(jax.vmap(lambda inst: inst.path_state(log_spot, jnp.zeros((), log_spot.dtype)))(g)
+                 if isinstance(g, AbstractPathDependent) else None for g in book.groups)
+
+
+def _path_update(book: Book, path: tuple, step: PathStep) -> tuple:
+    """Each group's path state after one step."""
+    return tuple(None if state is None else
+                 jax.vmap(lambda inst, s: inst.update(s, step))(g, state)
+                 for g, state in zip(book.groups, path, strict=True))
+
+
+def _needs_bridge(book: Book) -> bool:
+    return any(isinstance(g, AbstractPathDependent) and g.continuous for g in book.groups)
+
+
+def _greeks_log(model, book, log_spot, spot, t, alive=None, path=None):
     """(delta, gamma, vega) of `book` per path under `model`, by autodiff in log-spot (no log
     in the step), then the chain rule to spot: dV/dS = V_x / S, d2V/dS2 = (V_xx - V_x) / S^2.
     Vega is against `model.vega_field` (None if the model has none). Unused Greeks are dead
@@ -153,7 +177,7 @@ def _greeks_log(model, book, log_spot, spot, t, alive=None):
     differently for different numbers of paths, and per-path results would then depend on
     the chunk size."""
     def value(x):
-        return book_value_log(model, book, x, t, alive)
+        return book_value_log(model, book, x, t, alive, path)
 
     def slope(x):
         return jax.jvp(value, (x,), (jnp.ones_like(x),))[1]
@@ -166,7 +190,7 @@ def _greeks_log(model, book, log_spot, spot, t, alive=None):
     if name:
         def value_at(p):
             bumped = eqx.tree_at(lambda m: getattr(m, name), model, p)
-            return book_value_log(bumped, book, log_spot, t, alive)
+            return book_value_log(bumped, book, log_spot, t, alive, path)
 
         p0 = getattr(model, name)
         _, vega = jax.jvp(value_at, (p0,), (jnp.ones_like(p0),))
@@ -185,14 +209,14 @@ class _Surfaces(NamedTuple):
 
 
 def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot,
-             option=None, option_price=None, surfaces=_Surfaces()) -> Observation:
+             option=None, option_price=None, surfaces=_Surfaces(), path=None) -> Observation:
     alive = tuple(e > step for e in expiry)
     if surfaces.book is not None:
         delta, gamma, vega = surfaces.book.greeks(step, state.log_spot, spot, state.variance,
                                                   alive)
     else:
         delta, gamma, vega = _greeks_log(hedge_model.conditioned(state), book,
-                                         state.log_spot, spot, t, alive)
+                                         state.log_spot, spot, t, alive, path)
     extra = {}
     if option is not None:
         if surfaces.option is not None:
@@ -241,19 +265,85 @@ def _split(position, has_option):
     return position if has_option else (position, None)
 
 
-def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, ends, unwind,
-              block, path_index, surfaces=_Surfaces()):
+class _Prepared(eqx.Module):
+    """`hedge()`'s validated inputs, as the compiled loop (`_run`) receives them.
+
+    Attributes:
+        model, hedge_model: the world and the hedger's model (each `prepared` for the run).
+        book: the book, maturities inside the grid snapped to grid times and path-dependent
+            schedules resolved on the grid.
+        strategy, costs, grid: as given (costs: `NoCost()` for None).
+        n_paths: paths in the whole run (static).
+        key: the `jax.random` key.
+        expiry: per book group, the grid step at which each instrument expires
+            (n_steps + 1: after the grid's end).
+        ends: (an instrument expires strictly inside the grid, one outlives it), static.
+        unwind: sell the hedge at T (static).
+        block_size: paths per block (static).
+        surface: (the surfaces' node counts or None, the hedge model is the world), static.
+    """
+
+    model: AbstractModel
+    hedge_model: AbstractModel
+    book: Book
+    strategy: AbstractStrategy
+    costs: AbstractCost
+    grid: TimeGrid
+    n_paths: int = eqx.field(static=True)
+    key: jax.Array
+    expiry: tuple
+    ends: tuple[bool, bool] = eqx.field(static=True)
+    unwind: bool = eqx.field(static=True)
+    block_size: int = eqx.field(static=True)
+    surface: tuple = eqx.field(static=True)
+
+
+class _Carry(eqx.Module):
+    """What the hedging loop carries from one step to the next, for every path of a block
+    (money in time-T currency).
+
+    Attributes:
+        world: the world model's state (log-spot, variance, ...).
+        spot: S_i.
+        position: shares held (a tuple (shares, option units) when the strategy trades a
+            listed option).
+        gains: the hedge's gains so far.
+        cost: transaction costs so far.
+        n_trades: trades so far (int32).
+        paid: payoffs of instruments that expired inside the grid, accrued to T.
+        memory: the strategy's own state (None for stateless strategies).
+        option_price: the listed option's market price at t_i (zeros without one).
+        path: each book group's path state (None for European groups; module `_exotics`).
+    """
+
+    world: ModelState
+    spot: jax.Array
+    position: Any
+    gains: jax.Array
+    cost: jax.Array
+    n_trades: jax.Array
+    paid: jax.Array
+    memory: Any
+    option_price: jax.Array
+    path: tuple
+
+
+def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
     """Per-path outcomes for the paths with these global indices (a multiple of `block`):
     blocks of `block` paths run one after another, each the whole scan over steps."""
+    model, hedge_model, book, strategy, costs, grid = (
+        prep.model, prep.hedge_model, prep.book, prep.strategy, prep.costs, prep.grid)
+    expiry = prep.expiry
     dtype = float_dtype()
     n, dt, t_end = grid.n_steps, grid.dt, grid.maturity
-    inside, outlives = ends
+    inside, outlives = prep.ends
     r = jnp.asarray(model.rate, dtype)
     q = jnp.asarray(model.div, dtype)
     carry_growth = jnp.exp(r * dt)
     div_growth = jnp.exp(q * dt)
     option = strategy.option
     has_option = option is not None
+    bridge = _needs_bridge(book)
     if has_option:
         option = as_book(option)
         market = _option_market(model, hedge_model, option)
@@ -271,75 +361,84 @@ def _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry, en
         return cost_model.charge(trade, price, noise)
 
     def run_block(path_index):
-        state0 = model.init(path_index)
-        state0 = state0._replace(log_spot=state0.log_spot.astype(dtype))
+        world0 = model.init(path_index)
+        world0 = world0._replace(log_spot=world0.log_spot.astype(dtype))
         zeros = jnp.zeros(path_index.shape, dtype)
         position0 = (zeros, zeros) if has_option else zeros
-        price0 = option_price(state0, jnp.int32(0), 0.0) if has_option else zeros
-        carry0 = (state0, jnp.exp(state0.log_spot), position0, zeros, zeros,
-                  jnp.zeros(path_index.shape, jnp.int32), zeros,
-                  strategy.init_state(position0), price0)
+        price0 = option_price(world0, jnp.int32(0), 0.0) if has_option else zeros
+        carry0 = _Carry(world=world0, spot=jnp.exp(world0.log_spot), position=position0,
+                        gains=zeros, cost=zeros,
+                        n_trades=jnp.zeros(path_index.shape, jnp.int32), paid=zeros,
+                        memory=strategy.init_state(position0), option_price=price0,
+                        path=_path_init(book, world0.log_spot))
 
-        def body(carry, i):
-            state, spot, position, gains, cost, n_trades, paid, memory, o_price = carry
+        def body(c: _Carry, i):
             t = i.astype(dtype) * dt
-            obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, state, spot,
-                           option if has_option else None, o_price, surfaces)
-            target, memory = strategy.decide(obs, position, memory)
+            obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, c.world, c.spot,
+                           option if has_option else None, c.option_price, surfaces, c.path)
+            target, memory = strategy.decide(obs, c.position, c.memory)
             target = jax.tree.map(lambda x: x.astype(dtype), target)
             shares, units = _split(target, has_option)
-            held, held_units = _split(position, has_option)
+            held, held_units = _split(c.position, has_option)
             draws = Draws(words, path_index, i, dtype)
             trade = shares - held
-            cost_i = charge(costs, trade, spot, draws, _COST_STREAM)
-            n_trades = n_trades + is_trade(trade).astype(jnp.int32)
+            cost_i = charge(costs, trade, c.spot, draws, _COST_STREAM)
+            n_trades = c.n_trades + is_trade(trade).astype(jnp.int32)
             if has_option:
                 o_trade = units - held_units
-                cost_i = cost_i + charge(option_costs, o_trade, o_price, draws,
+                cost_i = cost_i + charge(option_costs, o_trade, c.option_price, draws,
                                          _OPTION_COST_STREAM)
                 n_trades = n_trades + is_trade(o_trade).astype(jnp.int32)
-            cost = cost + cost_i * jnp.exp(r * (t_end - t))
+            cost = c.cost + cost_i * jnp.exp(r * (t_end - t))
 
-            state = model.step(state, t, dt, draws)
-            new_spot = jnp.exp(state.log_spot)
+            world = model.step(c.world, t, dt, draws)
+            new_spot = jnp.exp(world.log_spot)
             to_end = jnp.exp(r * (t_end - t - dt))
-            gains = gains + shares * (new_spot * div_growth - spot * carry_growth) * to_end
+            gains = c.gains + shares * (new_spot * div_growth - c.spot * carry_growth) * to_end
+            o_price = c.option_price
             if has_option:
-                new_price = option_price(state, i + 1, t + dt)
+                new_price = option_price(world, i + 1, t + dt)
                 gains = gains + units * (new_price - o_price * carry_growth) * to_end
                 o_price = new_price
+            path = c.path
+            if any(state is not None for state in path):
+                path = _path_update(book, path, path_step(
+                    model, c.world, world, i + 1, t + dt, dt, draws, bridge))
+            paid = c.paid
             if inside:  # instruments expiring before the grid's end pay at their maturity
                 pay_step = jnp.where(i + 1 < n, i + 1, -1)  # at the end: paid after the loop
-                paid = paid + _payoffs_at(book, expiry, pay_step, new_spot) * to_end
-            return (state, new_spot, target, gains, cost, n_trades, paid, memory,
-                    o_price), None
+                paid = paid + _payoffs_at(book, expiry, pay_step, new_spot, path, r) * to_end
+            return _Carry(world=world, spot=new_spot, position=target, gains=gains,
+                          cost=cost, n_trades=n_trades, paid=paid, memory=memory,
+                          option_price=o_price, path=path), None
 
         if CHECKPOINT_STEP:     # sqrt(n) segments of checkpointed steps (module _scan)
-            carry = checkpointed_scan(jax.checkpoint(body), carry0, n)
+            c = checkpointed_scan(jax.checkpoint(body), carry0, n)
         else:
-            carry, _ = lax.scan(body, carry0, jnp.arange(n, dtype=jnp.int32))
-        state, spot_T, position, gains, cost, n_trades, paid, _, price_T = carry
-        shares, units = _split(position, has_option)
+            c, _ = lax.scan(body, carry0, jnp.arange(n, dtype=jnp.int32))
+        shares, units = _split(c.position, has_option)
+        cost, n_trades, spot_T = c.cost, c.n_trades, c.spot
 
-        book_T = paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T)
+        book_T = c.paid + _payoffs_at(book, expiry, jnp.asarray(n), spot_T, c.path, r)
         if outlives:  # instruments maturing after the grid's end are valued there
             alive = tuple(e > n for e in expiry)
             if surfaces.book is not None:
-                later = surfaces.book.value(jnp.int32(n), state.log_spot, state.variance,
+                later = surfaces.book.value(jnp.int32(n), c.world.log_spot, c.world.variance,
                                             alive)
             else:
-                later = book_value_log(hedge_model.conditioned(state), book, state.log_spot,
-                                       jnp.asarray(t_end, dtype), alive)
+                later = book_value_log(hedge_model.conditioned(c.world), book,
+                                       c.world.log_spot, jnp.asarray(t_end, dtype), alive,
+                                       c.path)
             book_T = book_T + later
-        if unwind:
+        if prep.unwind:
             draws = Draws(words, path_index, jnp.asarray(n, jnp.int32), dtype)
             cost = cost + charge(costs, -shares, spot_T, draws, _COST_STREAM)
             n_trades = n_trades + is_trade(shares).astype(jnp.int32)
             if has_option:
-                cost = cost + charge(option_costs, -units, price_T, draws,
+                cost = cost + charge(option_costs, -units, c.option_price, draws,
                                      _OPTION_COST_STREAM)
                 n_trades = n_trades + is_trade(units).astype(jnp.int32)
-        return book_T, gains, cost, n_trades, shares, spot_T
+        return book_T, c.gains, cost, n_trades, shares, spot_T
 
     # Paths are laid out as rows of _LANES: XLA splits the rows among its threads, so every
     # thread runs whole vectorised rows and no path ever takes a scalar remainder loop (its
@@ -391,14 +490,15 @@ def _check_finite_result(result: HedgeResult, path_offset: int) -> None:
                          "cost); check the costs and the size of the book")
 
 
-def _build_surfaces(model, hedge_model, book, strategy, grid, expiry, dtype,
-                    surface: tuple[PriceSurface | None, bool]) -> _Surfaces:
+def _build_surfaces(prep: _Prepared, dtype) -> _Surfaces:
     """The price surfaces of `pricing="surface"` (module `_surface`), built inside the
     compiled call where the pricer is one a surface stands in for: the book's and the
     hedging option's under the hedge model, and the option's under its market model
     (reused when the world is the hedge model). `surface`: (use surfaces, the hedge model
     is the world)."""
-    spec, same = surface
+    model, hedge_model, book, strategy, grid, expiry = (
+        prep.model, prep.hedge_model, prep.book, prep.strategy, prep.grid, prep.expiry)
+    spec, same = prep.surface
     if spec is None:
         return _Surfaces()
 
@@ -423,23 +523,22 @@ def _build_surfaces(model, hedge_model, book, strategy, grid, expiry, dtype,
 
 
 @eqx.filter_jit
-def _run(model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
-         unwind, block_size, surface, path_offset, check_inside=True):
+def _run(prep: _Prepared, n_paths: int, path_offset: jax.Array,
+         check_inside: bool = True) -> HedgeResult:
     """Per-path results of global paths path_offset .. path_offset + n_paths - 1."""
     dtype = float_dtype()
-    surfaces = _build_surfaces(model, hedge_model, book, strategy, grid, expiry, dtype,
-                               surface)
+    model, grid = prep.model, prep.grid
+    surfaces = _build_surfaces(prep, dtype)
     r = jnp.asarray(model.rate, dtype)
-    words = key_words(key)
+    words = key_words(prep.key)
     if surfaces.book is not None:   # from the same call of the pricer as the nodes
         v0 = surfaces.book.initial
     else:
-        v0 = book_value_log(hedge_model, book, jnp.log(model.spot).astype(dtype),
+        v0 = book_value_log(prep.hedge_model, prep.book, jnp.log(model.spot).astype(dtype),
                             jnp.zeros((), dtype))
-    block, padded = _layout(n_paths, block_size)
+    block, padded = _layout(n_paths, prep.block_size)
     path_index = path_offset + jnp.arange(padded, dtype=jnp.uint32)
-    outputs = _simulate(model, hedge_model, book, strategy, costs, grid, words, expiry,
-                        ends, unwind, block, path_index, surfaces)
+    outputs = _simulate(prep, words, block, path_index, surfaces)
     book_T, gains, cost, n_trades, position, spot_T = (x[:n_paths] for x in outputs)
 
     unhedged = book_T - v0 * jnp.exp(r * grid.maturity)
@@ -473,42 +572,40 @@ def _global_devices(local: tuple) -> list:
     return chosen
 
 
-def _dispatch(args: tuple, n_paths: int, path_offset: int) -> HedgeResult:
-    """`_run` of global paths [path_offset, path_offset + n_paths), split over the devices:
-    device g computes one contiguous slice with the same single-device program, so the
-    per-path results are bit-identical whatever the device or process count (an
+def _dispatch(prep: _Prepared, local: tuple, n_paths: int, path_offset: int) -> HedgeResult:
+    """`_run` of global paths [path_offset, path_offset + n_paths), split over the `local`
+    devices: device g computes one contiguous slice with the same single-device program, so
+    the per-path results are bit-identical whatever the device or process count (an
     SPMD-partitioned program compiles differently: measured 1 ulp in the deltas). The
     devices run at once, one thread each. The slices are assembled into one array
     sharded over a 1-D mesh of the devices (`NamedSharding`) when they tile it exactly,
     gathered on the first device otherwise (single process only)."""
-    run_args, local = args[:-1], args[-1]
-    traced = not all(is_concrete(x) for x in jax.tree.leaves(eqx.filter(run_args,
-                                                                         eqx.is_array)))
-    result = _dispatch_run(run_args, local, n_paths, path_offset, traced)
+    traced = not all(is_concrete(x) for x in jax.tree.leaves(eqx.filter(prep, eqx.is_array)))
+    result = _dispatch_run(prep, local, n_paths, path_offset, traced)
     if not traced:
         _check_finite_result(result, path_offset)
     return result
 
 
-def _dispatch_run(run_args, local, n_paths, path_offset, traced) -> HedgeResult:
+def _dispatch_run(prep, local, n_paths, path_offset, traced) -> HedgeResult:
     devices = _global_devices(local)
     if len(devices) == 1:
-        return _run(*run_args[:6], n_paths, *run_args[7:], jnp.uint32(path_offset), traced)
+        return _run(prep, n_paths, jnp.uint32(path_offset), traced)
     per = _round_up(-(-n_paths // len(devices)), _LANES)
-    dynamic, static = eqx.partition(run_args, eqx.is_array)
+    dynamic, static = eqx.partition(prep, eqx.is_array)
     if traced:
         # Inside jax.jit / vmap / grad the slices cannot be placed on devices from Python:
         # the same per-device programs run one after another where the trace runs, so the
         # results are those of the multi-device run, bit for bit.
-        parts = [_run(*run_args[:6], per, *run_args[7:], jnp.uint32(path_offset + g * per),
-                      True) for g in range(len(devices))]
+        parts = [_run(prep, per, jnp.uint32(path_offset + g * per), True)
+                 for g in range(len(devices))]
         return jax.tree.map(
             lambda *xs: jnp.concatenate(xs)[:n_paths] if jnp.ndim(xs[0]) else xs[0], *parts)
 
     def on(device):
         here = eqx.combine(jax.device_put(dynamic, device), static)
         offset = jnp.uint32(path_offset + devices.index(device) * per)
-        return _run(*here[:6], per, *here[7:], jax.device_put(offset, device), False)
+        return _run(here, per, jax.device_put(offset, device), False)
 
     # `eqx.filter_jit` waits for its result (to raise `error_if` errors at the call), so
     # each device gets a thread of its own to run at the same time as the others.
@@ -623,25 +720,26 @@ def hedge(
         >>> res.pnl.shape
         (1000,)
     """
-    args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-                    block_size, devices, pricing, chunk_size)
-    _check_multiprocess(args[6], chunk_size, len(args[-1]))
+    prep, local = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model,
+                           unwind, block_size, devices, pricing, chunk_size)
+    _check_multiprocess(prep.n_paths, chunk_size, len(local))
     # the per-path results (7 fields), twice over while chunks are joined
     itemsize = jnp.dtype(float_dtype()).itemsize
-    check_memory(2 * 7 * itemsize * _round_up(args[6], _LANES),
-                 f"hedge() with n_paths={args[6]:,} (its per-path results)",
+    check_memory(2 * 7 * itemsize * _round_up(prep.n_paths, _LANES),
+                 f"hedge() with n_paths={prep.n_paths:,} (its per-path results)",
                  "use hj.stream_summary for statistics of many paths, or "
                  "hj.iter_hedge_chunks to process them chunk by chunk")
     if chunk_size is None:
-        return _dispatch(args, args[6], 0)
-    chunks = list(_chunks(args, args[6], chunk_size, progress))
+        return _dispatch(prep, local, prep.n_paths, 0)
+    chunks = list(_chunks(prep, local, chunk_size, progress))
     return jax.tree.map(lambda *xs: jnp.concatenate(xs) if jnp.ndim(xs[0]) else xs[0],
                         *chunks)
 
 
 def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-             block_size, devices, pricing="auto", chunk_size=None) -> tuple:
-    """Validate `hedge()`'s inputs; the positional arguments of `_run` but the path offset."""
+             block_size, devices, pricing="auto", chunk_size=None) -> tuple[_Prepared, tuple]:
+    """Validate `hedge()`'s inputs: the prepared inputs of `_run` and the local devices
+    that share the paths."""
     if not isinstance(pricing, PriceSurface) and (not isinstance(pricing, str)
                                                   or pricing not in PRICINGS):
         raise ValueError(f"pricing must be one of {PRICINGS} or a hj.PriceSurface, got "
@@ -660,6 +758,7 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     _check_lags(strategy, grid)
     if isinstance(key, int):
         key = jax.random.key(key)
+    book = on_grid(book, grid)
     expiry, ends = _expiry_steps(book, grid)
     book = _snap_maturities(book, expiry, grid)
     model = _prepared(model, book, strategy.option, grid)
@@ -676,8 +775,11 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
                          f"got devices={n_devices}")
     surface = _use_surface(pricing, hedge_model, book, strategy, model, costs, n_paths,
                            grid.n_steps)
-    return (model, hedge_model, book, strategy, costs, grid, n_paths, key, expiry, ends,
-            bool(unwind), block_size, (surface, same), tuple(jax.local_devices()[:n_devices]))
+    prep = _Prepared(model=model, hedge_model=hedge_model, book=book, strategy=strategy,
+                     costs=costs, grid=grid, n_paths=n_paths, key=key, expiry=expiry,
+                     ends=ends, unwind=bool(unwind), block_size=block_size,
+                     surface=(surface, same))
+    return prep, tuple(jax.local_devices()[:n_devices])
 
 
 # `pricing="auto"` builds surfaces from this many path-steps (paths x grid steps) on, per
@@ -743,13 +845,14 @@ def _prepared(model: AbstractModel, book: Book, option, grid: TimeGrid) -> Abstr
     return model.prepared(horizon, grid.dt)
 
 
-def _chunks(args: tuple, n_paths: int, chunk_size: int,
+def _chunks(prep: _Prepared, local: tuple, chunk_size: int,
             progress: bool) -> Iterator[HedgeResult]:
     """Per-path results of global paths [start, start + chunk_size), chunk after chunk. Every
     chunk has the same size (the last is padded), so one compilation serves all."""
     chunk_size = check_int("chunk_size", chunk_size, 1)
+    n_paths = prep.n_paths
     for start in _progress_range(range(0, n_paths, chunk_size), progress):
-        part = _dispatch(args, chunk_size, start)
+        part = _dispatch(prep, local, chunk_size, start)
         keep = n_paths - start
         yield jax.tree.map(lambda x, keep=keep: x[:keep] if jnp.ndim(x) else x, part)
 
@@ -763,10 +866,10 @@ def iter_hedge_chunks(model: AbstractModel, book: Book | AbstractInstrument,
     """`hedge()` chunk by chunk: yields the `HedgeResult` of global paths 0..chunk_size-1,
     then the next chunk, and so on (the last may be shorter). Concatenated, they equal
     `hedge(..., n_paths, key)` bit for bit; only one chunk is in memory at a time."""
-    args = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-                    block_size, devices, pricing, chunk_size)
-    _check_multiprocess(args[6], chunk_size, len(args[-1]))
-    yield from _chunks(args, args[6], chunk_size, progress)
+    prep, local = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model,
+                           unwind, block_size, devices, pricing, chunk_size)
+    _check_multiprocess(prep.n_paths, chunk_size, len(local))
+    yield from _chunks(prep, local, chunk_size, progress)
 
 
 def _progress_range(starts: range, progress: bool):
@@ -794,6 +897,9 @@ def _check_types(model, book, strategy, costs, grid, hedge_model) -> None:
         if not isinstance(option, AbstractInstrument):
             raise ValueError("strategy.option must be an instrument, got "
                              f"{type(option).__name__}")
+        if isinstance(option, AbstractPathDependent):
+            raise ValueError("strategy.option must be a European instrument (a listed call, "
+                             f"put or digital), got the path-dependent {type(option).__name__}")
         if not has_pricer(hedge_model, as_book(option)):
             raise ValueError(f"hedge_model must be able to price the strategy's option; "
                              f"{type(hedge_model).__name__} cannot")

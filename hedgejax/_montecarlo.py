@@ -18,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._exotics import AbstractPathDependent, on_grid, path_step
 from ._grid import TimeGrid
-from ._instruments import AbstractInstrument, Digital
+from ._instruments import AbstractInstrument, Book, Digital
 from ._models.base import AbstractModel
 from ._pricing.registry import _announce_non_finite
 from ._random import Draws, key_words
@@ -57,13 +58,64 @@ def _scan_paths(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Arr
 _simulate = eqx.filter_jit(_scan_paths)
 
 
+def _scan_path_payoffs(model: AbstractModel, inst: AbstractPathDependent, grid: TimeGrid,
+                       n_paths: int, key: jax.Array, antithetic: bool):
+    """(S_T, payoff at maturity) of a path-dependent instrument on each path: its path state
+    is carried through the scan (Brownian-bridge extremes for continuous monitoring; module
+    `_exotics`), nothing per step is stored."""
+    dtype = float_dtype()
+    words = key_words(key)
+    path_index = jnp.arange(n_paths, dtype=jnp.uint32)
+    world = model.init(path_index)
+    world = world._replace(log_spot=world.log_spot.astype(dtype))
+    zero = jnp.zeros((), dtype)
+    bridge = inst.continuous
+
+    def body(carry, i):
+        world, path = carry
+        draws = Draws(words, path_index, i, dtype, antithetic)
+        t = i.astype(dtype) * grid.dt
+        after = model.step(world, t, grid.dt, draws)
+        step = path_step(model, world, after, i + 1, t + grid.dt, grid.dt, draws, bridge)
+        return (after, inst.update(path, step)), None
+
+    carry0 = (world, inst.path_state(world.log_spot, zero))
+    (world, path), _ = lax.scan(body, carry0, jnp.arange(grid.n_steps, dtype=jnp.int32))
+    spot_T = jnp.exp(world.log_spot)
+    return spot_T, inst.path_payoff(path, spot_T, jnp.asarray(model.rate, dtype))
+
+
+_path_payoffs = eqx.filter_jit(_scan_path_payoffs)
+
+
+def _path_sample(model, inst, n_paths, key, n_steps, antithetic):
+    """(S_T, payoff) of `inst` under the risk-neutral model, `n_steps` steps to maturity;
+    antithetic pairs as two halves (base then mirror)."""
+    maturity = float(np.asarray(inst.maturity))
+    grid = TimeGrid(maturity, n_steps)
+    inst = on_grid(Book([inst]), grid).groups[0]
+    inst = jax.tree.map(lambda x: x[0], inst)
+    rn = model.risk_neutral().prepared(dt=grid.dt)
+    if not antithetic:
+        return _path_payoffs(rn, inst, grid, n_paths, key, False)
+    half = n_paths // 2
+    parts = [_path_payoffs(rn, inst, grid, half, key, mirror) for mirror in (False, True)]
+    return tuple(jnp.concatenate(xs) for xs in zip(*parts, strict=True))
+
+
 def simulate(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Array, *,
-             antithetic: bool = False) -> jax.Array:
+             antithetic: bool = False, instrument: AbstractInstrument | None = None
+             ) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Spot paths of shape (n_paths, n_steps + 1), column j at time grid.times[j].
 
     Stores every step: meant for small runs and plots (`hedge()` never stores paths). The
     paths are exactly those `hedge()` sees for the same model, grid and key; with
     `antithetic=True`, their mirror images (z -> -z, u -> 1 - u).
+
+    With `instrument` (maturing at the grid's end), returns (paths, payoff): its payoff at
+    maturity on each path, shape (n_paths,), as `hedge()` computes it on the same paths
+    (a path-dependent instrument's state is carried through the steps, with the same
+    Brownian-bridge extremes for continuous monitoring).
     """
     n_paths = check_n_paths(n_paths, model)
     check_grid_fits(model, grid)
@@ -73,7 +125,22 @@ def simulate(model: AbstractModel, grid: TimeGrid, n_paths: int, key: jax.Array,
                  "simulate stores every step; use hedge() or stream_summary for "
                  "statistics of many paths")
     model = runtime_checked(model)
-    return _simulate(model.prepared(dt=grid.dt), grid, n_paths, key, bool(antithetic), True)
+    prepared = model.prepared(dt=grid.dt)
+    paths = _simulate(prepared, grid, n_paths, key, bool(antithetic), True)
+    if instrument is None:
+        return paths
+    if not isinstance(instrument, AbstractInstrument):
+        raise ValueError(f"instrument must be an instrument, got {type(instrument).__name__}")
+    instrument = runtime_checked(instrument)
+    maturity = float(np.asarray(instrument.maturity))
+    if abs(maturity - grid.maturity) > 1e-6 * grid.maturity:
+        raise ValueError(f"instrument.maturity must be the grid's end ({grid.maturity:g} "
+                         f"years) in simulate, got maturity={maturity:g}")
+    if not isinstance(instrument, AbstractPathDependent):
+        return paths, instrument.payoff(paths[:, -1])
+    inst = jax.tree.map(lambda x: x[0], on_grid(Book([instrument]), grid).groups[0])
+    _, payoff = _path_payoffs(prepared, inst, grid, n_paths, key, bool(antithetic))
+    return paths, payoff
 
 
 def _terminal_spots(model, maturity, n_paths, key, n_steps, antithetic):
@@ -124,10 +191,15 @@ def mc_price(model: AbstractModel, instrument: AbstractInstrument, n_paths: int,
 
     Args:
         model: the world; simulated under `model.risk_neutral()`.
-        instrument: a European instrument (payoff of S_T at its maturity).
+        instrument: a European instrument (payoff of S_T at its maturity), or a
+            path-dependent one (`hj.Barrier`, `hj.Asian`, ...: its path state is carried
+            through the simulation; continuous monitoring draws each step's extremes from
+            the Brownian bridge, so barriers and lookbacks have no grid bias under
+            Black-Scholes even with one step; discrete dates and fixings must fall on the
+            n_steps grid, and an Asian's `fixings=None` fixes at every step).
         n_paths: number of paths, >= 2 (even and >= 4 with antithetic variates).
         key: a `jax.random` key.
-        n_steps: simulation steps to maturity (one is exact for Black-Scholes).
+        n_steps: simulation steps to maturity (one is exact for Black-Scholes Europeans).
         antithetic: use antithetic pairs (module docstring).
         control_variate: None or "underlying" (module docstring).
 
@@ -145,9 +217,13 @@ def mc_price(model: AbstractModel, instrument: AbstractInstrument, n_paths: int,
     if control_variate not in (None, "underlying"):
         raise ValueError(
             f"control_variate must be None or 'underlying', got {control_variate!r}")
-    spot_T = _terminal_spots(model, maturity, n_paths, key, n_steps, antithetic)
     discount = jnp.exp(-model.rate * maturity)
-    discounted = discount * instrument.payoff(spot_T)
+    if isinstance(instrument, AbstractPathDependent):
+        spot_T, payoff = _path_sample(model, instrument, n_paths, key, n_steps, antithetic)
+    else:
+        spot_T = _terminal_spots(model, maturity, n_paths, key, n_steps, antithetic)
+        payoff = instrument.payoff(spot_T)
+    discounted = discount * payoff
     if control_variate == "underlying":
         control = discount * spot_T
         known = model.spot * jnp.exp(-model.div * maturity)
@@ -187,6 +263,10 @@ def mc_greeks(model: AbstractModel, instrument: AbstractInstrument, n_paths: int
       maturities and vols, in exchange for a variance growing like 1/smoothing. Digital
       gammas (a third derivative of the payoff) are very noisy: prefer the closed form.
 
+    - path-dependent instruments (`hj.Barrier`, `hj.Asian`, ...): central finite
+      differences on common random numbers, bumping the spot and the vol parameter by
+      `GREEK_BUMP` (1%) of their values (bias O(bump^2); `smoothing` is not used).
+
     Returns a dict name -> `MCGreek(value, stderr)` for "delta", "gamma", "vega".
     """
     n_paths, n_steps, maturity = _check_mc_args(model, instrument, n_paths, n_steps,
@@ -194,6 +274,8 @@ def mc_greeks(model: AbstractModel, instrument: AbstractInstrument, n_paths: int
     model, instrument = runtime_checked((model, instrument))
     check_positive("smoothing", smoothing)
     vega_name = model.vega_field
+    if isinstance(instrument, AbstractPathDependent):
+        return _bumped_greeks(model, instrument, n_paths, key, n_steps, antithetic, maturity)
     smooth = not _continuous(instrument)
 
     def discounted(spot, vol, smoothed):
@@ -216,6 +298,34 @@ def mc_greeks(model: AbstractModel, instrument: AbstractInstrument, n_paths: int
         return jax.jvp(lambda x: discounted(x, vol0, True), (s,), (one,))[1]
 
     _, gamma = jax.jvp(smooth_delta, (s0,), (one,))
+    return {name: MCGreek(*_mean_and_stderr(samples, antithetic))
+            for name, samples in (("delta", delta), ("gamma", gamma), ("vega", vega))}
+
+
+# Relative bumps of mc_greeks for path-dependent instruments (of the spot and of the vol
+# parameter): central differences have a bias O(bump^2), about 1e-4 relative here.
+GREEK_BUMP = 0.01
+
+
+def _bumped_greeks(model, instrument, n_paths, key, n_steps, antithetic, maturity):
+    """Central finite differences of the discounted payoff on common random numbers (the
+    same draws at every bump), per path, so the standard errors are those of the
+    differences. Unbiased to O(bump^2) even for the discontinuous payoffs of barriers and
+    touches (where pathwise derivatives are zero almost surely), at the price of a variance
+    growing like 1/bump for those."""
+    vega_name = model.vega_field
+    s0, vol0 = model.spot, getattr(model, vega_name)
+    h_s, h_v = GREEK_BUMP * s0, GREEK_BUMP * vol0
+
+    def sample(spot, vol):
+        m = eqx.tree_at(lambda m: (m.spot, getattr(m, vega_name)), model, (spot, vol))
+        _, payoff = _path_sample(m, instrument, n_paths, key, n_steps, antithetic)
+        return jnp.exp(-model.rate * maturity) * payoff
+
+    mid, up, down = sample(s0, vol0), sample(s0 + h_s, vol0), sample(s0 - h_s, vol0)
+    delta = (up - down) / (2 * h_s)
+    gamma = (up - 2 * mid + down) / (h_s * h_s)
+    vega = (sample(s0, vol0 + h_v) - sample(s0, vol0 - h_v)) / (2 * h_v)
     return {name: MCGreek(*_mean_and_stderr(samples, antithetic))
             for name, samples in (("delta", delta), ("gamma", gamma), ("vega", vega))}
 

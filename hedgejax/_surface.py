@@ -67,6 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._exotics import AbstractPathDependent
 from ._instruments import Book
 from ._models.base import AbstractModel, ModelState
 from ._models.black_scholes import BlackScholes
@@ -130,6 +131,8 @@ def supports_surface(model: AbstractModel, book: Book) -> bool:
     control variate)."""
     if type(model) not in (Heston, Merton):
         return False
+    if any(isinstance(g, AbstractPathDependent) for g in book.groups):
+        return False    # the path state is not a surface coordinate
     return all((BlackScholes, type(g)) in _PRICERS for g in book.groups)
 
 

@@ -70,6 +70,13 @@ class AbstractModel(eqx.Module):
         """
         return self
 
+    def bridge_variance(self, state: ModelState) -> jax.Array | None:
+        """The variance rate (per year) of log-spot's diffusion over the step that starts
+        in `state`, used to draw the step's extremes from the Brownian bridge for
+        continuously monitored instruments (module `_exotics`); None (the default) means
+        the model has none and only the grid points are monitored."""
+        return None
+
     def prepared(self, horizon: float | None = None, dt: float | None = None) -> AbstractModel:
         """This model as a compiled (jit) computation should receive it when it prices with
         time to maturity up to `horizon` years and steps the simulation by `dt` years.

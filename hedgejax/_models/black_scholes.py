@@ -67,5 +67,9 @@ class BlackScholes(AbstractModel):
         mean = (self.mu.astype(z.dtype) - 0.5 * vol * vol) * dt
         return ModelState(log_spot=state.log_spot + mean + (vol * dt**0.5) * z)
 
+    def bridge_variance(self, state: ModelState) -> jax.Array:
+        """vol^2: the bridge is exact for Black-Scholes."""
+        return self.vol * self.vol
+
     def risk_neutral(self) -> BlackScholes:
         return BlackScholes(self.spot, self.vol, self.rate, self.div, drift=None)

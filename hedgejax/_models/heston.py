@@ -240,6 +240,11 @@ class Heston(AbstractModel):
     def risk_neutral(self) -> Heston:
         return self
 
+    def bridge_variance(self, state: ModelState) -> jax.Array:
+        """The variance at the start of the step, max(v, 0) (the bridge then treats it as
+        constant over the step: an approximation of order dt)."""
+        return jnp.maximum(state.variance, 0.0)
+
     def conditioned(self, state: ModelState) -> Heston:
         """This model with `v0` set to the observed variance of every path (shape
         (n_paths,)), so prices and Greeks are conditional on the current variance."""

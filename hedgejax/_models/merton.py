@@ -356,6 +356,11 @@ class Merton(AbstractModel):
         jump_second_moment = self.jump_mean * self.jump_mean + self.jump_std * self.jump_std
         return jnp.sqrt(self.vol * self.vol + self.jump_rate * jump_second_moment)
 
+    def bridge_variance(self, state: ModelState) -> jax.Array:
+        """The diffusion's vol^2: between grid times only the diffusion is bridged; a jump
+        inside a step moves the endpoint (an approximation of order jump_rate x dt)."""
+        return self.vol * self.vol
+
     def prepared(self, horizon: float | None = None, dt: float | None = None) -> Merton:
         """This model with its static hints sized for compiled prices with time to maturity
         up to `horizon` (`series_terms`) and simulation steps of `dt` (`step_terms`), from
