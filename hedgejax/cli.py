@@ -126,6 +126,26 @@ def _fail(message: str) -> NoReturn:
     OneLineParser(prog="hedgejax").error(message)
 
 
+_KINDS = {
+    "call": lambda hj, a: hj.EuropeanCall(a.strike, a.maturity),
+    "put": lambda hj, a: hj.EuropeanPut(a.strike, a.maturity),
+    "digital": lambda hj, a: hj.Digital(a.strike, a.maturity),
+    "barrier": lambda hj, a: hj.Barrier(a.strike, a.barrier, a.maturity, kind=a.kind,
+                                        option=a.type, rebate=a.rebate,
+                                        monitoring=a.monitoring),
+    "one-touch": lambda hj, a: hj.OneTouch(a.barrier, a.maturity, payout=a.payout,
+                                           pay_at=a.pay_at),
+    "lookback": lambda hj, a: hj.Lookback(a.maturity, None if a.floating else a.strike,
+                                          option=a.type, monitoring=a.monitoring),
+    "asian": lambda hj, a: hj.Asian(a.strike, a.maturity, option=a.type, average=a.average,
+                                    fixings=a.fixings),
+    "forward-start": lambda hj, a: hj.ForwardStart(a.start, a.maturity,
+                                                   moneyness=a.moneyness, option=a.type),
+    "variance-swap": lambda hj, a: hj.VarianceSwap(a.maturity, a.strike_vol,
+                                                   notional=a.notional),
+}
+
+
 def _market_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("market (Black-Scholes)")
     g.add_argument("--spot", type=_number, default=100.0, help="spot price (currency)")
@@ -134,11 +154,42 @@ def _market_args(p: argparse.ArgumentParser) -> None:
                    help="continuous risk-free rate per year (negative allowed)")
     g.add_argument("--div", type=_number, default=0.0, help="continuous dividend yield per year")
     o = p.add_argument_group("option")
-    o.add_argument("--option", choices=["call", "put", "digital"], default="call",
-                   help="European call, put, or cash-or-nothing digital call")
+    o.add_argument("--option", choices=list(_KINDS), default="call",
+                   help="European call, put, cash-or-nothing digital call, or a "
+                   "path-dependent instrument (its flags below)")
     o.add_argument("--strike", type=_number, default=100.0, help="strike (currency)")
     o.add_argument("--maturity", type=_number, default=1.0, help="years to expiry")
     o.add_argument("--quantity", type=_number, default=1.0, help="units held (< 0 short)")
+    x = p.add_argument_group("path-dependent instruments (see hedgejax._exotics)")
+    x.add_argument("--type", choices=["call", "put"], default="call",
+                   help="call or put payoff of a barrier, lookback, Asian or forward start")
+    x.add_argument("--barrier", type=_number, default=90.0,
+                   help="barrier or touch level (currency)")
+    x.add_argument("--kind", choices=["down-and-out", "down-and-in", "up-and-out",
+                                      "up-and-in"], default="down-and-out", help="barrier kind")
+    x.add_argument("--rebate", type=_number, default=0.0,
+                   help="barrier rebate paid at expiry (currency)")
+    x.add_argument("--monitoring", type=_integer, default=None,
+                   help="discrete monitoring dates of a barrier or lookback (default: "
+                   "continuous)")
+    x.add_argument("--average", choices=["arithmetic", "geometric"], default="arithmetic",
+                   help="Asian average")
+    x.add_argument("--fixings", type=_integer, default=None,
+                   help="Asian fixings, equally spaced to maturity (default: a continuous "
+                   "average for price/greeks, one per step for hedge)")
+    x.add_argument("--floating", action="store_true",
+                   help="floating-strike lookback (ignores --strike)")
+    x.add_argument("--start", type=_number, default=0.25,
+                   help="forward start: strike-fixing time (years)")
+    x.add_argument("--moneyness", type=_number, default=1.0,
+                   help="forward start: strike / spot at --start")
+    x.add_argument("--payout", type=_number, default=1.0, help="one-touch payout (currency)")
+    x.add_argument("--pay-at", choices=["hit", "expiry"], default="hit",
+                   help="one-touch: pay when touched or at expiry")
+    x.add_argument("--strike-vol", type=_number, default=0.2,
+                   help="variance swap: strike as an annual vol")
+    x.add_argument("--notional", type=_number, default=1.0,
+                   help="variance swap: currency per unit of annual variance")
     p.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
     p.add_argument("--json", action="store_true", help="print one JSON object, not a table")
 
@@ -433,6 +484,9 @@ _WORLD = {"spot": "--spot", "vol": "--vol", "rate": "--rate", "div": "--div",
 _HEDGER = {"spot": "--spot", "vol": "--hedge-vol", "rate": "--rate", "div": "--div"}
 _OPTION = {"strike": "--strike", "maturity": "--maturity", "quantities": "--quantity",
            "quantity": "--quantity", "n_steps": "--steps"}
+_OPTION.update({name: "--" + name.replace("_", "-") for name in (
+    "barrier", "kind", "rebate", "monitoring", "average", "fixings", "start", "moneyness",
+    "payout", "pay_at", "strike_vol", "notional")})
 _COSTS = {"rate": "--cost", "per_trade": "--fixed", "half_spread": "--spread"}
 _STRATEGY = {"every": "--every", "width": "--width", "risk_aversion": "--risk-aversion"}
 _RUN = {"n_paths": "--paths", "alpha": "--alpha"}
@@ -494,9 +548,8 @@ def _scale_hint(args: argparse.Namespace) -> str:
 
 
 def _instrument(hj, args):
-    kinds = {"call": hj.EuropeanCall, "put": hj.EuropeanPut, "digital": hj.Digital}
     with _flags_for(_OPTION):
-        return kinds[args.option](args.strike, args.maturity)
+        return _KINDS[args.option](hj, args)
 
 
 def _world(hj, args):
