@@ -8,6 +8,8 @@ same run.
 - W4 `bench_w4.py`: a Heston world hedged with Black-Scholes deltas, against W1.
 - models `bench_models.py`: Heston and Merton worlds hedged with their own model's deltas,
   `pricing="exact"` against `pricing="surface"` (on the same paths), against W1.
+- exotics `bench_exotics.py`: W1 with path-dependent books (barrier, Asian, lookback, a mixed
+  book) against the vanilla book in the same run.
 
 Each writes its JSON and markdown under experiments/results/ (`--quick`: small sizes,
 written under runs/, for a smoke test in CI), and the suite gathers them into one file per
@@ -30,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {"w1": "bench_w1.py", "w2": "bench_w2.py", "w3": "bench_w3.py", "w4": "bench_w4.py",
-           "models": "bench_models.py"}
+           "models": "bench_models.py", "exotics": "bench_exotics.py"}
 
 
 def machine_slug() -> str:

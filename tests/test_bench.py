@@ -35,7 +35,7 @@ def test_bench_suite_quick_gathers_every_workload(tmp_path):
     report = json.loads(combined[0].read_text())
     assert report["machine"].startswith("cpu-") and report["device"]["backend"] == "cpu"
     work = report["workloads"]
-    assert set(work) == {"w1", "w2", "w3", "w4", "models"}
+    assert set(work) == {"w1", "w2", "w3", "w4", "models", "exotics"}
 
     rows = {row["impl"]: row for row in work["w1"]["rows"]}
     assert {"hedgejax-f32", "numpy-f64"} <= set(rows)
@@ -61,6 +61,10 @@ def test_bench_suite_quick_gathers_every_workload(tmp_path):
     assert worlds["W4"]["std_hedge_error"] > worlds["W1"]["std_hedge_error"]
 
     _check_models_report(work["models"])
+    exotics = {row["book"]: row for row in work["exotics"]["rows"]}
+    assert {"vanilla", "barrier", "asian", "lookback", "mixed"} <= set(exotics)
+    assert exotics["vanilla"]["vs_vanilla"] == 1.0
+    assert all(r["mpath_steps_per_s"] > 0 and r["pnl_std"] > 0 for r in exotics.values())
 
 
 def _check_models_report(report: dict) -> None:
