@@ -123,6 +123,7 @@ def test_more_nodes_converge_to_the_exact_pricer():
     assert errors[1] < errors[0] / 5
 
 
+@pytest.mark.slow  # tens of seconds of compiling: the slow tier
 def test_surface_vega_matches_exact(built):
     """Vega against the hedge model's vega field (Heston v0 through the variance dimension,
     Merton vol through its own interpolant) at the spot and mid-horizon."""
@@ -154,6 +155,7 @@ def test_surface_hedge_pnl_matches_exact_on_common_random_numbers(name):
         float(runs["exact"].initial_price), rel=1e-6)
 
 
+@pytest.mark.slow  # tens of seconds of compiling: the slow tier
 def test_auto_uses_surfaces_from_the_threshold_and_chunks_are_bit_identical(monkeypatch):
     monkeypatch.setitem(hj._hedge.SURFACE_MIN_PATH_STEPS, "Merton", 512 * GRID.n_steps)
     kwargs = dict(model=_merton(), book=hj.EuropeanCall(100.0, 1.0), strategy=hj.DeltaHedge(),
@@ -203,6 +205,7 @@ def test_surface_is_ignored_for_black_scholes():
                                   hj.hedge(**kwargs, pricing="exact").pnl)
 
 
+@pytest.mark.slow  # tens of seconds of compiling: the slow tier
 def test_gradient_through_the_surface_matches_finite_differences():
     """d mean P&L / d jump_std of a Merton hedge model: through the node values of the
     surface, against a central difference of the same surface run (common random numbers)."""

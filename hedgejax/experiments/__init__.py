@@ -22,4 +22,5 @@ NAMES = (
     "portfolio-insurance",
     "band-learning",
     "historical",
+    "exotic-hedging",
 )
