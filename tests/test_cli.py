@@ -89,3 +89,42 @@ def test_console_script_runs_as_a_process():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_price_of_path_dependent_instruments_from_the_command_line(capsys, x64):
+    """Knock-in + knock-out = the vanilla call (closed form written above); a variance swap
+    struck at the vol is worth 0; a floating lookback call is worth more than the ATM call."""
+    base = ["price", "--option", "barrier", "--barrier", "90", "--rebate", "0", "--x64",
+            "--json", "--rate", "0.02"]
+    out_ = _run_json(capsys, [*base, "--kind", "down-and-out"])["results"]["price"]
+    in_ = _run_json(capsys, [*base, "--kind", "down-and-in"])["results"]["price"]
+    assert out_ + in_ == pytest.approx(_bs_call(100, 100, 1.0, 0.2, 0.02, 0.0), rel=1e-10)
+    swap = _run_json(capsys, ["price", "--option", "variance-swap", "--strike-vol", "0.2",
+                              "--x64", "--json"])["results"]["price"]
+    assert swap == pytest.approx(0.0, abs=1e-12)
+    look = _run_json(capsys, ["price", "--option", "lookback", "--floating", "--x64",
+                              "--json"])["results"]["price"]
+    assert look > _bs_call(100, 100, 1.0, 0.2, 0.0, 0.0)
+    greeks = _run_json(capsys, ["greeks", "--option", "asian", "--fixings", "12", "--x64",
+                                "--json"])["results"]
+    assert 0 < greeks["delta"] < 1 and greeks["gamma"] > 0
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--option", "barrier", "--monitoring", "0"], "--monitoring"),
+    (["--option", "barrier", "--barrier", "-5"], "--barrier"),
+    (["--option", "forward-start", "--start", "2"], "--start"),
+    (["--option", "one-touch", "--payout", "inf"], "--payout"),
+])
+def test_bad_path_dependent_flags_are_one_line_status_2(capsys, argv, flag):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["price", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0], err
+
+
+def test_hedge_a_barrier_from_the_command_line(capsys):
+    out = _run_json(capsys, ["hedge", "--option", "barrier", "--paths", "500", "--steps",
+                             "20", "--json"])["results"]
+    assert out["n_paths"] == 500 and 0.5 < out["hedge_effectiveness"] <= 1.0
