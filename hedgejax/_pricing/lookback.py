@@ -39,7 +39,9 @@ with E(z) = expm1(z) / z and D(d, h) = (N(d + h) - N(d - h)) / (2h), each by its
 series near 0 (errors below eps). At b = 0 it is S e^{-rT} [s n(d0) + (sigma^2 T/2 + x) N(d0)]
 for G. Elsewhere the textbook form is used, whose rounding error relative to the term is
 about eps / |h| (at most eps^(5/6)); its large factor e^{-2bx/sigma^2} N(.) is formed as
-exp(-2bx/sigma^2 + log N(.)), which cannot overflow. Values and all derivatives are
+exp(-2bx/sigma^2 + log N(.)), which cannot overflow. Measured in float64 against 40-digit
+mpmath, both forms are within 1.5e-12 of the term on either side of the threshold (and
+within 3e-14 in the division-free form). Values and all derivatives are
 continuous across b = 0 (rho included).
 
 Discrete monitoring (`monitoring=n`, dates every dt = maturity / n): Broadie, Glasserman and
@@ -52,17 +54,26 @@ running maximum starts at M e^{a}, a = beta sigma sqrt(dt), beta = -zeta(1/2)/sq
     fixed:    phi V_cont(S, extreme / phi, K / phi),
     floating: phi V_cont(S, extreme / phi) + sign (1 - phi) S e^{-qT}  (sign +1 call, -1 put).
 
-The correction is asymptotic (it assumes whole periods dt ahead; between dates the next one
-is nearer) and its error grows with sigma sqrt(dt): measured against a discrete numpy Monte
-Carlo (S = 100, sigma 0.3, r 0.05, q 0.02, T = 1, 52 and 12 dates, floating and fixed,
-tests/test_lookback_pricing.py) within 0.3% of the price for weekly dates (the uncorrected
-continuous price is 3-6% off).
+The correction is asymptotic (o(sqrt(dt)); it assumes whole periods dt ahead, so between dates,
+where the next one is nearer, it is rougher still) and it underprices slightly, more so with
+fewer dates left. Measured against a discrete numpy Monte Carlo (400,000 and 200,000
+antithetic paths; S = 100, sigma 0.3, r 0.05, q 0.02, T = 1; floating and fixed calls and
+puts; tests/test_lookback_pricing.py): with 52 weekly dates ahead -0.03% to -0.3% of the
+price, with 26 left mid-life (extreme at or away from the spot) -0.3% to -1.0%, with 12
+monthly dates -0.2% to -1.6%; the uncorrected continuous price is 6% to 30% too high there.
 
 Expired (tau <= 0): the payoff of the state (`Lookback.path_payoff`).
 
-Accuracy (float64): against QuantLib's AnalyticContinuousFloating/FixedLookbackEngine within
-1e-12 relative on ITM/ATM/OTM, short maturities, dividends, extremes equal to and away from the
-spot; at r = q against QuantLib's prices Richardson-extrapolated in b within 1e-10.
+Accuracy. float64: within 1e-12 relative of a 50-digit mpmath evaluation of the same
+formulas, and of QuantLib's AnalyticContinuousFloating/FixedLookbackEngine (tested at 1e-8) on
+ITM/ATM/OTM strikes, maturities of 1 day to 2 years, dividends, extremes equal to and away
+from the spot, except deep out-of-the-money fixed strikes (prices ~1e-6 of the spot), where
+QuantLib's own rounding reaches 1e-9 and these prices stay within 1e-12 of mpmath; at r = q,
+where QuantLib divides by zero, within 1e-10 of its prices Richardson-extrapolated in b.
+Greeks (autodiff) match central differences of QuantLib's prices to the differences' own
+accuracy. float32: prices above 1e-5 of the spot within 6e-5 relative of float64 (1e-5
+typical; the worst, a one-day option at vol 0.05, loses digits to cancelling terms of the
+spot's size), r = q included.
 
 Forward start (Rubinstein 1991, "Pay now, choose later", Risk 4): before `start`, with
 tau_s = start - t and T' = maturity - start, the price is S e^{-q tau_s} BS(1, moneyness, T')
