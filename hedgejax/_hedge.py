@@ -661,7 +661,10 @@ def hedge(
 
     Args:
         model: the world that moves the underlying.
-        book: what the user holds (an instrument is one unit of it).
+        book: what the user holds (an instrument is one unit of it). Path-dependent
+            instruments (`hj.Barrier`, `hj.Asian`, `hj.Lookback`, `hj.ForwardStart`,
+            `hj.OneTouch`, `hj.VarianceSwap`) carry their path state through the loop;
+            their discrete dates must be grid times (module `hedgejax._exotics`).
         strategy: how the hedge position (shares of the underlying) is chosen each step.
         costs: transaction costs (None: frictionless).
         grid: the hedging time grid; its end is the horizon T.
@@ -706,7 +709,9 @@ def hedge(
             move), else "exact". With surfaces `n_trades` of a delta hedge can exceed the
             exact run's for the same reason. `hj.PriceSurface(n_x, n_v,
             n_t)`: surfaces with chosen node counts (more accurate, slower). V0 is always
-            the exact price.
+            the exact price. A book holding a path-dependent instrument (`hj.Barrier`,
+            `hj.VarianceSwap`, ...) is always priced exactly: its path state is not a
+            surface coordinate.
 
     Returns:
         A `HedgeResult` with per-path P&L, hedge error, cost and trade count (module docstring
