@@ -147,6 +147,10 @@ class AbstractPathDependent(AbstractInstrument):
         or None."""
         return None
 
+    def check_state(self, state: PathState, name: str = "state") -> None:
+        """Raise `ValueError` naming the entry when a given state is out of its range
+        (concrete values; the names and types are checked by `price`/`greeks`)."""
+
 
 class Barrier(AbstractPathDependent):
     """A barrier option: a European call or put that is knocked out (or in) when the spot
@@ -295,10 +299,12 @@ class Lookback(AbstractPathDependent):
         monitoring: None (continuous) or n dates maturity x k / n; the spot at t = 0 always
             counts.
 
-    Path state: ``extreme``, the log of the running minimum (floating call, fixed put) or
-    maximum (floating put, fixed call). Pricing under Black-Scholes: Goldman, Sosin and
-    Gatto (1979) floating, Conze and Viswanathan (1991) fixed; discrete monitoring by the
-    Broadie, Glasserman and Kou (1999) shift of the extreme.
+    Path state: ``extreme``, the **log** of the running minimum (floating call, fixed put)
+    or maximum (floating put, fixed call); a running minimum above the spot (or maximum
+    below it) is impossible on a path and is priced as the spot itself. Pricing under
+    Black-Scholes: Goldman, Sosin and Gatto (1979) floating, Conze and Viswanathan (1991)
+    fixed; discrete monitoring by the Broadie, Glasserman and Kou (1999) shift of the
+    extreme.
     """
 
     maturity: jax.Array = eqx.field(converter=float_param("maturity"))
@@ -387,6 +393,11 @@ class Asian(AbstractPathDependent):
     def schedule(self):
         return None if self.fixings is None else ("fixings", self.fixings)
 
+    def check_state(self, state, name="state"):
+        if not self.geometric:
+            check(f"{name}['total']", state["total"], lambda a: a >= 0,
+                  ">= 0 (a sum of prices)")
+
     def _fixing(self, log_spot):
         return log_spot if self.geometric else jnp.exp(log_spot)
 
@@ -439,6 +450,9 @@ class ForwardStart(AbstractPathDependent):
         check("start", self.start, lambda a: a < self.maturity,
               "< maturity (the strike is fixed before expiry)")
 
+    def check_state(self, state, name="state"):
+        check(f"{name}['strike']", state["strike"], lambda a: a > 0, "finite and > 0")
+
     def path_state(self, log_spot, t):
         return {"strike": self.moneyness * jnp.exp(log_spot)}
 
@@ -479,6 +493,10 @@ class VarianceSwap(AbstractPathDependent):
         check_positive("maturity", self.maturity)
         check_nonnegative("strike_vol", self.strike_vol)
         check_finite("notional", self.notional)
+
+    def check_state(self, state, name="state"):
+        check(f"{name}['sum_sq']", state["sum_sq"], lambda a: a >= 0,
+              ">= 0 (a sum of squared returns)")
 
     def path_state(self, log_spot, t):
         return {"sum_sq": jnp.zeros_like(log_spot)}
@@ -553,6 +571,11 @@ def on_grid(book, grid):
             continue
         maturity = group.maturity
         if not is_concrete(maturity):
+            if isinstance(group, Asian) and group.fixings is None:
+                raise ValueError(
+                    "Asian.fixings=None (one fixing per grid step) needs a concrete maturity "
+                    "to count the steps; under jax.jit/vmap/grad build the book outside the "
+                    "traced function or give fixings=n")
             continue
         maturity = np.asarray(maturity, dtype=float)
         tol = max(1e-9, 8 * float(np.finfo(np.asarray(group.maturity).dtype).eps))

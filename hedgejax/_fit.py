@@ -33,6 +33,7 @@ from jax.flatten_util import ravel_pytree
 
 from . import _checkpoint, risk
 from ._costs import AbstractCost, NoCost
+from ._exotics import on_grid
 from ._grid import TimeGrid
 from ._hedge import HedgeResult, hedge
 from ._instruments import AbstractInstrument, Book, as_book
@@ -137,7 +138,7 @@ def fit(
         >>> history.objective.shape
         (5,)
     """
-    book = as_book(book)
+    book = on_grid(as_book(book), grid)   # e.g. Asian fixings=None, before tracing
     costs = NoCost() if costs is None else costs
     steps = check_int("steps", steps, 1)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
@@ -326,6 +327,7 @@ def grid_search(strategy: AbstractStrategy, param: str, values: Sequence[float] 
         (3,)
     """
     make = _setter(strategy, param)
+    book = on_grid(as_book(book), grid)   # e.g. Asian fixings=None, before tracing
     values = jnp.asarray(values, dtype=jnp.result_type(float))
     if values.ndim != 1 or values.size == 0:
         raise ValueError(f"values must be a non-empty 1-D sequence, got shape {values.shape}")

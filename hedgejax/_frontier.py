@@ -19,6 +19,7 @@ import optax
 
 from . import risk
 from ._costs import AbstractCost, NoCost
+from ._exotics import on_grid
 from ._fit import _default_temperature
 from ._grid import TimeGrid
 from ._hedge import hedge
@@ -71,7 +72,7 @@ def frontier(
         {"bands": {"lam", "width", "mean_cost", "std_hedge_error", "objective"},
          "calendar": {"every", "mean_cost", "std_hedge_error"}}, arrays over the rules.
     """
-    book = as_book(book)
+    book = on_grid(as_book(book), grid)   # e.g. Asian fixings=None, before tracing
     costs = NoCost() if costs is None else costs
     lams = np.asarray(lams, dtype=float)
     check("lams", lams, lambda a: a > 0, "finite and > 0")

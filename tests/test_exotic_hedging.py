@@ -249,3 +249,61 @@ def test_path_state_book_is_bit_identical_across_devices():
     for name in ("2", "2c"):
         for field, values in out["1"].items():
             np.testing.assert_array_equal(out[name][field], values, err_msg=f"{name}: {field}")
+
+
+BARRIER = hj.Barrier(100.0, 90.0, 1.0)
+
+
+@pytest.mark.parametrize("inst, state, match", [
+    (BARRIER, {"knock": False}, "keys"),
+    (BARRIER, {"knocked": False, "x": 1.0}, "keys"),
+    (BARRIER, {"knocked": 1.0}, "boolean"),
+    (BARRIER, {"knocked": "yes"}, "boolean"),
+    (BARRIER, [False], "dict"),
+    (hj.Asian(100.0, 1.0), {"total": float("nan")}, r"state\['total'\] must be finite"),
+    (hj.Asian(100.0, 1.0), {"total": -600.0}, r"state\['total'\] must be >= 0"),
+    (hj.VarianceSwap(1.0, 0.2), {"sum_sq": -1.0}, r"state\['sum_sq'\] must be >= 0"),
+    (hj.ForwardStart(0.25, 1.0), {"strike": -5.0}, r"state\['strike'\]"),
+    (hj.OneTouch(90.0, 1.0), {"down": True, "touched": False}, "keys"),
+    (hj.EuropeanCall(100.0, 1.0), {"knocked": False}, "path-dependent"),
+])
+def test_bad_path_states_raise_value_errors_naming_the_entry(inst, state, match):
+    for fn in (hj.price, lambda *a, **k: hj.greeks(*a, **k)):
+        with pytest.raises(ValueError, match=match):
+            fn(MODEL, inst, spot=95.0, t=0.5, state=state)
+
+
+def test_book_states_are_one_per_group():
+    book = hj.Book([BARRIER, BARRIER, hj.Lookback(1.0), hj.EuropeanCall(100.0, 1.0)])
+    for bad, match in [(({"knocked": True},), "one entry per group"),
+                       ({"knocked": True}, "one entry per group"),
+                       (({"knocked": True}, {"extreme": 1.0}, None), "leading axis of 2"),
+                       ((None, {"extreme": jnp.zeros(1)}, None), "state dict")]:
+        with pytest.raises(ValueError, match=match):
+            hj.price(MODEL, book, spot=95.0, t=0.5, state=bad)
+    state = ({"knocked": jnp.asarray([True, False])}, {"extreme": jnp.log(jnp.asarray([90.0]))},
+             None)
+    expected = (hj.price(MODEL, BARRIER, spot=95.0, t=0.5, state={"knocked": False})
+                + hj.price(MODEL, hj.Lookback(1.0), spot=95.0, t=0.5,
+                           state={"extreme": jnp.log(90.0)})
+                + hj.price(MODEL, hj.EuropeanCall(100.0, 1.0), spot=95.0, t=0.5))
+    assert float(hj.price(MODEL, book, spot=95.0, t=0.5, state=state)) == pytest.approx(
+        float(expected), rel=1e-6)
+
+
+def test_asian_every_step_under_jit_asks_for_a_concrete_maturity():
+    with pytest.raises(ValueError, match="fixings=None"):
+        jax.jit(lambda k: hj.hedge(MODEL, hj.Asian(k, 0.25), hj.DeltaHedge(), None,
+                                   hj.TimeGrid(0.25, 10), 64, KEY).pnl.mean())(100.0)
+
+
+@pytest.mark.slow
+def test_fit_learns_on_a_path_dependent_book_with_every_step_fixings():
+    """fit() resolves an Asian's fixings=None before tracing (one per grid step)."""
+    grid = hj.TimeGrid(0.25, 10)
+    book = hj.Book([hj.Asian(100.0, 0.25), hj.Barrier(100.0, 90.0, 0.25)])
+    for strategy in (hj.NeuralHedge(key=KEY, hidden=8), hj.LearnedBand(KEY, hidden=8)):
+        fitted, history = hj.fit(strategy, hj.risk.mean_cost_variance(lam=0.1), MODEL, book,
+                                 hj.Proportional(0.002), grid, key=KEY, steps=3, n_paths=256,
+                                 progress=False)
+        assert np.all(np.isfinite(np.asarray(history.objective)))

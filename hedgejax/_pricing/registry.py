@@ -15,13 +15,20 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from .._exotics import AbstractPathDependent
 from .._instruments import AbstractInstrument, Book
 from .._models.base import AbstractModel
 from .._numerics import ordered_sum
-from .._validate import NonFiniteError, as_float, checked, is_concrete, runtime_checked
+from .._validate import (
+    NonFiniteError,
+    as_float,
+    checked,
+    is_concrete,
+    runtime_checked,
+)
 
 # (model type, instrument type) -> fn(model, instrument, log_spot, tau) -> value
 Pricer = Callable[[AbstractModel, AbstractInstrument, jax.Array, jax.Array], jax.Array]
@@ -125,10 +132,11 @@ def price(model: AbstractModel, instrument: AbstractInstrument | Book,
     t = checked("t", t, lambda a: a == a, "finite")
     log_spot = jnp.log(spot)
     if isinstance(instrument, Book):
-        value = book_value_log(model, instrument, log_spot, t, states=state)
+        value = book_value_log(model, instrument, log_spot, t,
+                               states=_as_state(state, instrument))
     else:
         value = instrument_value(_pricer(model, instrument), model, instrument, log_spot, t,
-                                 _as_state(state))
+                                 _as_state(state, instrument))
     return _announce_non_finite(
         "price()", {"price": value},
         f"{type(instrument).__name__} under {type(model).__name__}",
@@ -136,18 +144,64 @@ def price(model: AbstractModel, instrument: AbstractInstrument | Book,
         "maturity) or enable jax_enable_x64")
 
 
-def _as_state(state):
-    """A path state as arrays of the working precision (bools and ints kept)."""
+def _as_state(state, instrument):
+    """`state` checked against what `instrument` (or a Book) carries: None, or for a
+    path-dependent instrument a dict with exactly its state's names, booleans where it has
+    flags, finite reals in range elsewhere (`ValueError` naming the entry otherwise); for a
+    Book a tuple with one entry per group (`book.groups`): None for European groups, else
+    a dict whose arrays have one entry per instrument of the group first."""
     if state is None:
         return None
-    if not isinstance(state, dict):
-        raise ValueError(f"state must be a dict of the path state's arrays, got "
-                         f"{type(state).__name__}")
+    if isinstance(instrument, Book):
+        groups = instrument.groups
+        if not isinstance(state, (tuple, list)) or len(state) != len(groups):
+            raise ValueError(
+                f"state must be a tuple with one entry per group of the book "
+                f"({len(groups)}: {', '.join(type(g).__name__ for g in groups)}; "
+                f"book.groups), got {type(state).__name__}"
+                + (f" of length {len(state)}" if isinstance(state, (tuple, list)) else ""))
+        return tuple(_as_state_of(entry, group, f"state[{k}]", len(idx))
+                     for k, (entry, group, idx) in enumerate(
+                         zip(state, groups, instrument.positions, strict=True)))
+    return _as_state_of(state, instrument, "state", None)
 
-    def convert(x):
-        x = jnp.asarray(x)
-        return x if x.dtype == bool else as_float(x, "state")
-    return {k: convert(v) for k, v in state.items()}
+
+def _as_state_of(state, inst, name, group_size):
+    if not isinstance(inst, AbstractPathDependent):
+        if state is None:
+            return None
+        raise ValueError(f"{name} is only for path-dependent instruments (Barrier, Asian, "
+                         f"...), got a state for {type(inst).__name__}")
+    if state is None:
+        if group_size is None:
+            return None
+        raise ValueError(f"{name} must be the {type(inst).__name__} group's state dict, got "
+                         "None (pass state=None for the whole book instead)")
+    template = inst.path_state(jnp.zeros(()), jnp.zeros(())) if group_size is None else \
+        jax.vmap(lambda i: i.path_state(jnp.zeros(()), jnp.zeros(())))(inst)
+    if not isinstance(state, dict) or set(state) != set(template):
+        raise ValueError(f"{name} of a {type(inst).__name__} must be a dict with the keys "
+                         f"{sorted(template)}, got "
+                         + (f"keys {sorted(state)}" if isinstance(state, dict)
+                            else type(state).__name__))
+    out = {}
+    for key, like in template.items():
+        label = f"{name}[{key!r}]"
+        value = state[key]
+        if like.dtype == bool:
+            if isinstance(value, (bool, np.bool_)) or (
+                    isinstance(value, (jax.Array, np.ndarray)) and value.dtype == bool):
+                out[key] = jnp.asarray(value)
+            else:
+                raise ValueError(f"{label} must be a boolean (True/False), got {value!r}")
+        else:
+            out[key] = checked(label, as_float(value, label), lambda a: a == a, "finite")
+        if group_size is not None and (jnp.ndim(out[key]) == 0
+                                       or jnp.shape(out[key])[0] != group_size):
+            raise ValueError(f"{label} must have a leading axis of {group_size} (one entry per "
+                             f"instrument of the group), got shape {jnp.shape(out[key])}")
+    inst.check_state(out, name)
+    return out
 
 
 def _announce_non_finite(where: str, values: dict, what: str, hint: str):
@@ -353,7 +407,7 @@ def greeks(model: AbstractModel, instrument: AbstractInstrument | Book,
         if is_concrete(spot) and float(spot) == 0.0:
             raise ValueError("spot must be > 0 for the Greeks of a path-dependent instrument, "
                              "got spot=0.0")
-        state = state if isinstance(instrument, Book) else _as_state(state)
+        state = _as_state(state, instrument)
         if per_instrument and state is not None:
             raise ValueError("per_instrument=True takes no state (the flat-path state is "
                              "used); price each instrument with its own state instead")
