@@ -465,8 +465,9 @@ def _batch_values_and_greeks(insts, spots, ts, totals):
 
 
 @pytest.mark.parametrize("average, fixings, option", [
-    ("geometric", 12, "call"), ("arithmetic", 12, "put"), ("geometric", None, "put"),
-    ("arithmetic", None, "call")])
+    ("geometric", 12, "call"), ("arithmetic", 12, "put"),
+    pytest.param("geometric", None, "put", marks=pytest.mark.slow),
+    pytest.param("arithmetic", None, "call", marks=pytest.mark.slow)])
 def test_degenerate_states_are_finite_float32(average, fixings, option):
     """float32 (the default): at and after expiry (the payoff from the state, delta 0), all
     fixings done, tau tiny with the last fixing (or a sliver of the average) at the money,

@@ -366,7 +366,7 @@ def _check_barrier_edges(kind, option, monitoring):
 
 @pytest.mark.parametrize("kind,option,monitoring,precision", [
     ("down-and-out", "call", None, "float32"),
-    ("down-and-out", "call", None, "float64"),
+    pytest.param("down-and-out", "call", None, "float64", marks=pytest.mark.slow),
     *[pytest.param(k, o, m, p, marks=pytest.mark.slow)
       for k, o, m, p in itertools.product(KINDS, OPTIONS, (None, 12), ("float32", "float64"))
       if (k, o, m) != ("down-and-out", "call", None)]])
@@ -377,7 +377,7 @@ def test_barrier_finite_at_edges(request, kind, option, monitoring, precision):
 
 
 @pytest.mark.parametrize("pay_at,precision", [
-    ("hit", "float32"), ("hit", "float64"),
+    pytest.param("hit", "float32", marks=pytest.mark.slow), ("hit", "float64"),
     pytest.param("expiry", "float32", marks=pytest.mark.slow),
     pytest.param("expiry", "float64", marks=pytest.mark.slow)])
 def test_one_touch_finite_at_edges(request, pay_at, precision):

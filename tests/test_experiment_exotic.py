@@ -41,6 +41,7 @@ def _frictionless_means_are_zero(rows):
     return checked
 
 
+@pytest.mark.slow  # seconds of compiling: the slow tier keeps the fast one under 12 min
 def test_exotic_hedging_small(tmp_path):
     folder, payload, rows = _run(tmp_path, paths=3000, neural=False)
     assert {p.stem for p in folder.glob("*.png")} == {

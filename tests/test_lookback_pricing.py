@@ -213,7 +213,8 @@ GREEK_CASES = [(None, "call", 92.0), (None, "put", 109.0), (105.0, "call", 110.0
                (120.0, "call", 103.0), (97.0, "put", 93.0), (85.0, "put", 95.0)]
 
 
-@pytest.mark.parametrize("strike,option,extreme", GREEK_CASES)
+@pytest.mark.parametrize("strike,option,extreme", [
+    GREEK_CASES[0], *[pytest.param(*case, marks=pytest.mark.slow) for case in GREEK_CASES[1:]]])
 def test_lookback_greeks_vs_quantlib_differences(x64, strike, option, extreme):
     spot, vol, r, q, days = 100.0, 0.3, 0.04, 0.015, 182
     model = hj.BlackScholes(spot, vol, r, q)
@@ -325,6 +326,7 @@ def test_lookback_carry_branch_is_continuous(x64, days):
             assert below[name] == pytest.approx(above[name], rel=1e-7, abs=1e-10), name
 
 
+@pytest.mark.slow  # seconds of compiling: the slow tier keeps the fast one under 12 min
 def test_lookback_float32(x64):
     """float32 prices and Greeks are finite and close to float64, also at and near r = q."""
     cases = [(None, "call", 90.0), (None, "put", 100.0), (110.0, "call", 105.0),
