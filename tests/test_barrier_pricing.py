@@ -319,7 +319,8 @@ def test_barrier_greeks_match_quantlib_differences(x64, kind, option):
     _check_barrier_greeks(kind, option, 2.0)
 
 
-@pytest.mark.parametrize("pay_at", ["hit", pytest.param("expiry", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("pay_at", [pytest.param("hit", marks=pytest.mark.slow),
+                                    pytest.param("expiry", marks=pytest.mark.slow)])
 def test_one_touch_greeks_match_quantlib_differences(x64, pay_at):
     cases = [c for c in _touch_cases() if abs(c[1] - 100.0) > 1.0]   # FD step << distance
     g = touch_values(pay_at, greeks=True, **_touch_kwargs(cases))
