@@ -18,6 +18,7 @@ mature after the grid ends.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -588,6 +589,9 @@ def _dispatch(prep: _Prepared, local: tuple, n_paths: int, path_offset: int) -> 
 
 
 def _dispatch_run(prep, local, n_paths, path_offset, traced) -> HedgeResult:
+    # The compiled program depends on the paths it runs (n_paths here), not on the whole
+    # run's count: every chunk, and every run with the same chunk size, shares one program.
+    prep = dataclasses.replace(prep, n_paths=0)
     devices = _global_devices(local)
     if len(devices) == 1:
         return _run(prep, n_paths, jnp.uint32(path_offset), traced)
