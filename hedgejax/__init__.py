@@ -37,6 +37,7 @@ from ._frontier import band_dominates as band_dominates, frontier as frontier
 from ._grid import TimeGrid as TimeGrid
 from ._hedge import (
     HedgeResult as HedgeResult,
+    Trace as Trace,
     hedge as hedge,
     iter_hedge_chunks as iter_hedge_chunks,
 )

@@ -62,6 +62,43 @@ from ._validate import (
 )
 
 
+class Trace(eqx.Module):
+    """One run of `hedge()` step by step, for the first k paths (`hedge(..., record=k)`):
+    what a plot of a hedge, or an inspection of a learned policy, needs. Step i is the
+    decision at t_i = i dt, i = 0 .. n_steps - 1; index n_steps of `spot`, `variance` and
+    `path` is the horizon T.
+
+    Attributes:
+        time: t_0 .. t_n in years, shape (n_steps + 1,).
+        spot: S at each grid time (currency), shape (k, n_steps + 1).
+        variance: the world's instantaneous variance (per year), shape (k, n_steps + 1), for
+            stochastic-volatility worlds; None otherwise.
+        delta: the book's delta under the hedge model observed at t_i (shares), shape
+            (k, n_steps).
+        position: shares held over [t_i, t_{i+1}) (the decision at t_i), shape (k, n_steps).
+        option_units: units of the listed option(s) held over [t_i, t_{i+1}), shape
+            (k, n_steps) for one option, (k, n_steps, m) for m options; None without.
+        trade: shares bought at t_i (sold if < 0), shape (k, n_steps).
+        cost: transaction cost paid at t_i for all trades of the step (currency at t_i, not
+            accrued), shape (k, n_steps).
+        path: the book's path state at each grid time, aligned with `book.groups`: None for
+            a European group, else a dict name -> array of shape (k, n_steps + 1, m) for the
+            group's m instruments (names as in `hedgejax._exotics`).
+    """
+
+    __repr__ = module_repr
+
+    time: jax.Array
+    spot: jax.Array
+    variance: jax.Array | None
+    delta: jax.Array
+    position: jax.Array
+    option_units: jax.Array | None
+    trade: jax.Array
+    cost: jax.Array
+    path: tuple
+
+
 class HedgeResult(eqx.Module):
     """Per-path outcome of `hedge()`; money amounts are in time-T currency.
 
@@ -75,6 +112,8 @@ class HedgeResult(eqx.Module):
         final_position: shares held after the last decision (before any unwind).
         terminal_spot: S_T.
         initial_price: V0, the hedge model's price of the book at t0 (scalar).
+        trace: with `hedge(..., record=k)`, a `Trace` of the first k paths step by step;
+            None otherwise.
     """
 
     __repr__ = module_repr
@@ -87,6 +126,7 @@ class HedgeResult(eqx.Module):
     final_position: jax.Array
     terminal_spot: jax.Array
     initial_price: jax.Array
+    trace: Trace | None = None
 
 
 def _expiry_steps(book: Book,
@@ -210,7 +250,7 @@ class _Surfaces(NamedTuple):
 
 
 def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot,
-             option=None, option_price=None, surfaces=_Surfaces(), path=None) -> Observation:
+             listed=None, option_price=None, surfaces=_Surfaces(), path=None) -> Observation:
     alive = tuple(e > step for e in expiry)
     if surfaces.book is not None:
         delta, gamma, vega = surfaces.book.greeks(step, state.log_spot, spot, state.variance,
@@ -219,13 +259,16 @@ def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot,
         delta, gamma, vega = _greeks_log(hedge_model.conditioned(state), book,
                                          state.log_spot, spot, t, alive, path)
     extra = {}
-    if option is not None:
-        if surfaces.option is not None:
-            o_delta, o_gamma, o_vega = surfaces.option.greeks(step, state.log_spot, spot,
-                                                              state.variance)
-        else:
-            o_delta, o_gamma, o_vega = _greeks_log(hedge_model.conditioned(state), option,
-                                                   state.log_spot, spot, t)
+    if listed is not None:
+        greeks = []
+        for option in listed.books:
+            if surfaces.option is not None:
+                greeks.append(surfaces.option.greeks(step, state.log_spot, spot,
+                                                     state.variance))
+            else:
+                greeks.append(_greeks_log(hedge_model.conditioned(state), option,
+                                          state.log_spot, spot, t))
+        o_delta, o_gamma, o_vega = (listed.join([g[j] for g in greeks]) for j in range(3))
         extra = dict(option_price=option_price, option_delta=o_delta, option_gamma=o_gamma,
                      option_vega=o_vega)
     dtype = spot.dtype
@@ -233,7 +276,54 @@ def _observe(hedge_model, book, expiry, costs, step, t, t_end, state, spot,
         step=step, time=t, time_to_maturity=(t_end - t).astype(dtype), spot=spot,
         delta=delta, gamma=gamma, cost_rate=costs.proportional_rate(spot),
         rate=jnp.asarray(hedge_model.rate, dtype), variance=state.variance, vega=vega,
-        **extra)
+        book=book, path=path if any(p is not None for p in (path or ())) else None, **extra)
+
+
+# Random streams of the listed options' costs (option j uses the j-th; models use the low
+# ids, the barrier bridge 12 and 13, the underlying's cost 15).
+_OPTION_COST_STREAMS = (14, 11, 10, 9, 8)
+
+
+class _Listed(eqx.Module):
+    """The listed options a strategy trades (`strategy.option`): one instrument (positions
+    (shares, units) with units (n_paths,)) or a tuple of k (units (n_paths, k)).
+
+    Attributes:
+        books: each option as a one-instrument Book.
+        costs: each option's costs (`NoCost()` for None).
+        several: the strategy gave a tuple (static).
+    """
+
+    books: tuple
+    costs: tuple
+    several: bool = eqx.field(static=True)
+
+    def join(self, columns):
+        """Per-option arrays (n_paths,) as the strategy sees them."""
+        if any(c is None for c in columns):
+            return None
+        return jnp.stack(columns, axis=-1) if self.several else columns[0]
+
+    def column(self, units, j):
+        return units[..., j] if self.several else units
+
+
+def _listed(strategy: AbstractStrategy) -> _Listed | None:
+    """The listed options `strategy` trades, or None."""
+    option = strategy.option
+    if option is None:
+        return None
+    several = isinstance(option, (tuple, list))
+    options = tuple(option) if several else (option,)
+    costs = strategy.option_costs
+    if not several:
+        costs = (costs,)
+    elif costs is None:
+        costs = (None,) * len(options)
+    else:
+        costs = tuple(costs)
+    return _Listed(books=tuple(as_book(o) for o in options),
+                   costs=tuple(NoCost() if c is None else c for c in costs), several=several)
 
 
 def _option_market(model, hedge_model, option):
@@ -255,7 +345,6 @@ CHECKPOINT_STEP = True
 _LANES = 64
 # Draw streams of the costs' noise (models use the low stream ids).
 _COST_STREAM = 15
-_OPTION_COST_STREAM = 14
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -329,9 +418,11 @@ class _Carry(eqx.Module):
     path: tuple
 
 
-def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
+def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces(),
+              record: bool = False):
     """Per-path outcomes for the paths with these global indices (a multiple of `block`):
-    blocks of `block` paths run one after another, each the whole scan over steps."""
+    blocks of `block` paths run one after another, each the whole scan over steps. With
+    `record` (one block), also the per-step quantities of a `Trace`, time-major."""
     model, hedge_model, book, strategy, costs, grid = (
         prep.model, prep.hedge_model, prep.book, prep.strategy, prep.costs, prep.grid)
     expiry = prep.expiry
@@ -342,20 +433,33 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
     q = jnp.asarray(model.div, dtype)
     carry_growth = jnp.exp(r * dt)
     div_growth = jnp.exp(q * dt)
-    option = strategy.option
-    has_option = option is not None
+    listed = _listed(strategy)
+    has_option = listed is not None
     bridge = _needs_bridge(book)
-    if has_option:
-        option = as_book(option)
-        market = _option_market(model, hedge_model, option)
-        option_costs = strategy.option_costs
-        option_costs = NoCost() if option_costs is None else option_costs
 
     def option_price(state, step, t):
-        if surfaces.market is not None:
-            return surfaces.market.value(step, state.log_spot, state.variance).astype(dtype)
-        return book_value_log(market.conditioned(state), option, state.log_spot,
-                              jnp.asarray(t, dtype)).astype(dtype)
+        prices = []
+        for option in listed.books:
+            if surfaces.market is not None:
+                prices.append(surfaces.market.value(step, state.log_spot,
+                                                    state.variance).astype(dtype))
+            else:
+                market = _option_market(model, hedge_model, option)
+                prices.append(book_value_log(market.conditioned(state), option,
+                                             state.log_spot, jnp.asarray(t, dtype)
+                                             ).astype(dtype))
+        return listed.join(prices)
+
+    def charge_options(trade_units, prices, draws):
+        """Cost of trading `trade_units` of the listed options, and the trades made."""
+        cost = 0.0
+        trades = jnp.zeros(prices.shape[:-1] if listed.several else prices.shape, jnp.int32)
+        for j, option_costs in enumerate(listed.costs):
+            o_trade = listed.column(trade_units, j)
+            cost = cost + charge(option_costs, o_trade, listed.column(prices, j), draws,
+                                 _OPTION_COST_STREAMS[j])
+            trades = trades + is_trade(o_trade).astype(jnp.int32)
+        return cost, trades
 
     def charge(cost_model, trade, price, draws, stream):
         noise = draws.normal(stream) if cost_model.is_random else None
@@ -365,7 +469,12 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
         world0 = model.init(path_index)
         world0 = world0._replace(log_spot=world0.log_spot.astype(dtype))
         zeros = jnp.zeros(path_index.shape, dtype)
-        position0 = (zeros, zeros) if has_option else zeros
+        if has_option:
+            k = len(listed.books)
+            position0 = (zeros, jnp.zeros(path_index.shape + (k,), dtype) if listed.several
+                         else zeros)
+        else:
+            position0 = zeros
         price0 = option_price(world0, jnp.int32(0), 0.0) if has_option else zeros
         carry0 = _Carry(world=world0, spot=jnp.exp(world0.log_spot), position=position0,
                         gains=zeros, cost=zeros,
@@ -376,7 +485,7 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
         def body(c: _Carry, i):
             t = i.astype(dtype) * dt
             obs = _observe(hedge_model, book, expiry, costs, i, t, t_end, c.world, c.spot,
-                           option if has_option else None, c.option_price, surfaces, c.path)
+                           listed, c.option_price, surfaces, c.path)
             target, memory = strategy.decide(obs, c.position, c.memory)
             target = jax.tree.map(lambda x: x.astype(dtype), target)
             shares, units = _split(target, has_option)
@@ -386,10 +495,9 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
             cost_i = charge(costs, trade, c.spot, draws, _COST_STREAM)
             n_trades = c.n_trades + is_trade(trade).astype(jnp.int32)
             if has_option:
-                o_trade = units - held_units
-                cost_i = cost_i + charge(option_costs, o_trade, c.option_price, draws,
-                                         _OPTION_COST_STREAM)
-                n_trades = n_trades + is_trade(o_trade).astype(jnp.int32)
+                o_cost, o_trades = charge_options(units - held_units, c.option_price, draws)
+                cost_i = cost_i + o_cost
+                n_trades = n_trades + o_trades
             cost = c.cost + cost_i * jnp.exp(r * (t_end - t))
 
             world = model.step(c.world, t, dt, draws)
@@ -399,7 +507,10 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
             o_price = c.option_price
             if has_option:
                 new_price = option_price(world, i + 1, t + dt)
-                gains = gains + units * (new_price - o_price * carry_growth) * to_end
+                held_value = units * (new_price - o_price * carry_growth)
+                if listed.several:
+                    held_value = ordered_sum(held_value, axis=-1)
+                gains = gains + held_value * to_end
                 o_price = new_price
             path = c.path
             if any(state is not None for state in path):
@@ -409,11 +520,18 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
             if inside:  # instruments expiring before the grid's end pay at their maturity
                 pay_step = jnp.where(i + 1 < n, i + 1, -1)  # at the end: paid after the loop
                 paid = paid + _payoffs_at(book, expiry, pay_step, new_spot, path, r) * to_end
-            return _Carry(world=world, spot=new_spot, position=target, gains=gains,
-                          cost=cost, n_trades=n_trades, paid=paid, memory=memory,
-                          option_price=o_price, path=path), None
+            new = _Carry(world=world, spot=new_spot, position=target, gains=gains,
+                         cost=cost, n_trades=n_trades, paid=paid, memory=memory,
+                         option_price=o_price, path=path)
+            if not record:
+                return new, None
+            return new, dict(spot=c.spot, variance=c.world.variance, delta=obs.delta,
+                             position=shares, units=units, trade=trade, cost=cost_i,
+                             path=c.path)
 
-        if CHECKPOINT_STEP:     # sqrt(n) segments of checkpointed steps (module _scan)
+        if record:
+            c, steps = lax.scan(body, carry0, jnp.arange(n, dtype=jnp.int32))
+        elif CHECKPOINT_STEP:     # sqrt(n) segments of checkpointed steps (module _scan)
             c = checkpointed_scan(jax.checkpoint(body), carry0, n)
         else:
             c, _ = lax.scan(body, carry0, jnp.arange(n, dtype=jnp.int32))
@@ -436,21 +554,63 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces()):
             cost = cost + charge(costs, -shares, spot_T, draws, _COST_STREAM)
             n_trades = n_trades + is_trade(shares).astype(jnp.int32)
             if has_option:
-                cost = cost + charge(option_costs, -units, c.option_price, draws,
-                                     _OPTION_COST_STREAM)
-                n_trades = n_trades + is_trade(units).astype(jnp.int32)
-        return book_T, c.gains, cost, n_trades, shares, spot_T
+                o_cost, o_trades = charge_options(-units, c.option_price, draws)
+                cost = cost + o_cost
+                n_trades = n_trades + o_trades
+        outputs = book_T, c.gains, cost, n_trades, shares, spot_T
+        if not record:
+            return outputs
+        final = dict(spot=c.spot, variance=c.world.variance, path=c.path)
+        return outputs, (steps, final)
 
     # Paths are laid out as rows of _LANES: XLA splits the rows among its threads, so every
     # thread runs whole vectorised rows and no path ever takes a scalar remainder loop (its
     # exp/log would round differently), whatever the thread or device count.
     n_blocks = path_index.shape[0] // block
     rows = path_index.reshape(n_blocks, block // _LANES, _LANES)
+    if record:
+        outputs, (steps, final) = run_block(rows[0])
+        return tuple(x.reshape(-1) for x in outputs), _trace(steps, final, grid)
     if n_blocks == 1:
         outputs = run_block(rows[0])
     else:
         outputs = lax.map(run_block, rows)
     return tuple(x.reshape(-1) for x in outputs)
+
+
+def _trace(steps: dict, final: dict, grid: TimeGrid) -> Trace:
+    """A `Trace` from the recorded scan: per-step arrays (n, rows, lanes, ...) and the final
+    ones (rows, lanes, ...) to path-major (paths, time, ...)."""
+    def paths_first(x):     # (time, rows, lanes, *rest) -> (paths, time, *rest)
+        return jnp.moveaxis(x.reshape(x.shape[0], -1, *x.shape[3:]), 1, 0)
+
+    def with_final(x, last):
+        return paths_first(jnp.concatenate([x, last[None]], axis=0))
+
+    def state(x, last):     # group arrays (m, rows, lanes): paths first, group last
+        both = jnp.concatenate([x, last[None]], axis=0)            # (n + 1, m, rows, lanes)
+        both = both.reshape(both.shape[0], both.shape[1], -1)      # (n + 1, m, paths)
+        return jnp.transpose(both, (2, 0, 1))                      # (paths, n + 1, m)
+
+    variance = (None if final["variance"] is None
+                else with_final(steps["variance"], final["variance"]))
+    units = steps["units"]
+    path = tuple(None if g is None else {name: state(g[name], final["path"][j][name])
+                                         for name in g}
+                 for j, g in enumerate(steps["path"]))
+    n = grid.n_steps
+    dtype = steps["spot"].dtype
+    return Trace(time=jnp.arange(n + 1, dtype=dtype) * jnp.asarray(grid.dt, dtype),
+                 spot=with_final(steps["spot"], final["spot"]), variance=variance,
+                 delta=paths_first(steps["delta"]), position=paths_first(steps["position"]),
+                 option_units=None if units is None else paths_first(units),
+                 trade=paths_first(steps["trade"]), cost=paths_first(steps["cost"]),
+                 path=path)
+
+
+def padded_paths(n_paths: int) -> int:
+    """n_paths rounded up to whole rows of _LANES paths."""
+    return _round_up(n_paths, _LANES)
 
 
 def _layout(n_paths: int, block_size: int) -> tuple[int, int]:
@@ -509,7 +669,8 @@ def _build_surfaces(prep: _Prepared, dtype) -> _Surfaces:
         return build_surface(pricing_model, a_book, expiry_steps, model, grid, dtype, spec)
 
     book_surface = maybe(hedge_model, book, expiry)
-    if strategy.option is None:
+    # several listed options are priced exactly (a surface per option is not built)
+    if strategy.option is None or isinstance(strategy.option, (tuple, list)):
         return _Surfaces(book=book_surface)
     option = as_book(strategy.option)
     # the option matures at or after the grid's end: alive at every step
@@ -525,8 +686,9 @@ def _build_surfaces(prep: _Prepared, dtype) -> _Surfaces:
 
 @eqx.filter_jit
 def _run(prep: _Prepared, n_paths: int, path_offset: jax.Array,
-         check_inside: bool = True) -> HedgeResult:
-    """Per-path results of global paths path_offset .. path_offset + n_paths - 1."""
+         check_inside: bool = True, record: bool = False) -> HedgeResult:
+    """Per-path results of global paths path_offset .. path_offset + n_paths - 1 (with
+    `record`: in one block, with their `Trace`)."""
     dtype = float_dtype()
     model, grid = prep.model, prep.grid
     surfaces = _build_surfaces(prep, dtype)
@@ -537,9 +699,14 @@ def _run(prep: _Prepared, n_paths: int, path_offset: jax.Array,
     else:
         v0 = book_value_log(prep.hedge_model, prep.book, jnp.log(model.spot).astype(dtype),
                             jnp.zeros((), dtype))
-    block, padded = _layout(n_paths, prep.block_size)
+    block, padded = _layout(n_paths, padded_paths(n_paths) if record else prep.block_size)
     path_index = path_offset + jnp.arange(padded, dtype=jnp.uint32)
-    outputs = _simulate(prep, words, block, path_index, surfaces)
+    trace = None
+    if record:
+        outputs, trace = _simulate(prep, words, block, path_index, surfaces, record=True)
+        trace = jax.tree.map(lambda x: x[:n_paths] if x.ndim > 1 else x, trace)
+    else:
+        outputs = _simulate(prep, words, block, path_index, surfaces)
     book_T, gains, cost, n_trades, position, spot_T = (x[:n_paths] for x in outputs)
 
     unhedged = book_T - v0 * jnp.exp(r * grid.maturity)
@@ -555,7 +722,7 @@ def _run(prep: _Prepared, n_paths: int, path_offset: jax.Array,
             for x in (pnl, hedge_error, cost, unhedged, position, spot_T))
     return HedgeResult(pnl=pnl, hedge_error=hedge_error, cost=cost, n_trades=n_trades,
                        unhedged_pnl=unhedged, final_position=position, terminal_spot=spot_T,
-                       initial_price=v0)
+                       initial_price=v0, trace=trace)
 
 
 def _global_devices(local: tuple) -> list:
@@ -660,6 +827,7 @@ def hedge(
     devices: int | None = None,
     progress: bool = False,
     pricing: str = "auto",
+    record: int | None = None,
 ) -> HedgeResult:
     """Simulate hedging `book` with `strategy` over `grid` on `n_paths` paths of `model`.
 
@@ -716,6 +884,11 @@ def hedge(
             the exact price. A book holding a path-dependent instrument (`hj.Barrier`,
             `hj.VarianceSwap`, ...) is always priced exactly: its path state is not a
             surface coordinate.
+        record: k >= 1 (at most n_paths and `MAX_RECORD`): also return, in
+            `result.trace`, the first k paths step by step (`Trace`: spot, variance, delta,
+            position, option units, trade, cost, path state). They are recomputed in a
+            second, small compiled run (the same paths bit for bit, whatever the layout), so
+            the main run is the unrecorded one and is not slowed.
 
     Returns:
         A `HedgeResult` with per-path P&L, hedge error, cost and trade count (module docstring
@@ -738,11 +911,27 @@ def hedge(
                  f"hedge() with n_paths={prep.n_paths:,} (its per-path results)",
                  "use hj.stream_summary for statistics of many paths, or "
                  "hj.iter_hedge_chunks to process them chunk by chunk")
+    if record is not None:
+        record = check_int("record", record, 1)
+        if record > min(prep.n_paths, MAX_RECORD):
+            raise ValueError(f"record must be an integer in [1, min(n_paths, {MAX_RECORD:,})], "
+                             f"got record={record} with n_paths={prep.n_paths:,}")
     if chunk_size is None:
-        return _dispatch(prep, local, prep.n_paths, 0)
-    chunks = list(_chunks(prep, local, chunk_size, progress))
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs) if jnp.ndim(xs[0]) else xs[0],
-                        *chunks)
+        result = _dispatch(prep, local, prep.n_paths, 0)
+    else:
+        chunks = list(_chunks(prep, local, chunk_size, progress))
+        result = jax.tree.map(lambda *xs: jnp.concatenate(xs) if jnp.ndim(xs[0]) else xs[0],
+                              *chunks)
+    if record is None:
+        return result
+    small = dataclasses.replace(prep, n_paths=0)
+    traced = not all(is_concrete(x) for x in jax.tree.leaves(eqx.filter(prep, eqx.is_array)))
+    trace = _run(small, record, jnp.uint32(0), traced, record=True).trace
+    return dataclasses.replace(result, trace=trace)
+
+
+# Most paths `hedge(..., record=k)` records: the trace holds about 8 arrays of k x n_steps.
+MAX_RECORD = 2**16
 
 
 def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
@@ -805,7 +994,7 @@ def _use_surface(pricing, hedge_model, book, strategy, model, costs, n_paths,
         return None
     option = strategy.option
     candidates = [(hedge_model, book)]
-    if option is not None:
+    if option is not None and not isinstance(option, (tuple, list)):
         candidates += [(hedge_model, as_book(option)), (model, as_book(option))]
     if not any(supports_surface(m, b) for m, b in candidates):
         return None
@@ -845,8 +1034,11 @@ def _check_lags(strategy: AbstractStrategy, grid: TimeGrid) -> None:
 
 def _prepared(model: AbstractModel, book: Book, option, grid: TimeGrid) -> AbstractModel:
     """`model.prepared(horizon, dt)` for this hedge (before it is compiled): prices up to the
-    longest maturity of the book and the hedging option (when concrete), steps of grid.dt."""
-    books = (book,) if option is None else (book, as_book(option))
+    longest maturity of the book and the hedging option(s) (when concrete), steps of
+    grid.dt."""
+    options = () if option is None else tuple(option) if isinstance(option, (tuple, list)) \
+        else (option,)
+    books = (book,) + tuple(as_book(o) for o in options)
     maturities = [g.maturity for b in books for g in b.groups]
     horizon = None
     if all(is_concrete(m) for m in maturities):
@@ -902,7 +1094,9 @@ def _check_types(model, book, strategy, costs, grid, hedge_model) -> None:
             f"hedge_model must be able to price the book; {type(hedge_model).__name__} cannot "
             "(pass hedge_model=BlackScholes(...) for a world without prices)")
     option = strategy.option
-    if option is not None:
+    if isinstance(option, (tuple, list)):
+        _check_listed(strategy, option, hedge_model, grid)
+    elif option is not None:
         if not isinstance(option, AbstractInstrument):
             raise ValueError("strategy.option must be an instrument, got "
                              f"{type(option).__name__}")
@@ -922,3 +1116,40 @@ def _check_types(model, book, strategy, costs, grid, hedge_model) -> None:
                              f"({grid.maturity:g} years), got maturity={float(maturity):g}")
 
 
+def _check_listed(strategy, options, hedge_model, grid) -> None:
+    """Several listed options (`strategy.option` a tuple): each a European instrument the
+    hedge model prices, maturing at or after the grid's end; one cost (or None) each."""
+    if not options:
+        raise ValueError("strategy.option must be an instrument or a non-empty tuple of them, "
+                         "got an empty tuple")
+    costs = strategy.option_costs
+    if costs is not None:
+        if not isinstance(costs, (tuple, list)) or len(costs) != len(options):
+            raise ValueError(f"strategy.option_costs must be None or a tuple of {len(options)} "
+                             f"costs (one per listed option), got {costs!r}")
+        for j, c in enumerate(costs):
+            if c is not None and not isinstance(c, AbstractCost):
+                raise ValueError(f"strategy.option_costs[{j}] must be an AbstractCost or None, "
+                                 f"got {type(c).__name__}")
+        random = [j for j, c in enumerate(costs) if c is not None and c.is_random]
+        if random and max(random) >= len(_OPTION_COST_STREAMS):
+            raise ValueError(f"random option costs are supported for the first "
+                             f"{len(_OPTION_COST_STREAMS)} listed options, got one for "
+                             f"option {max(random)}")
+    for j, option in enumerate(options):
+        name = f"strategy.option[{j}]"
+        if not isinstance(option, AbstractInstrument):
+            raise ValueError(f"{name} must be an instrument, got {type(option).__name__}")
+        if isinstance(option, AbstractPathDependent):
+            raise ValueError(f"{name} must be a European instrument (a listed call, put or "
+                             f"digital), got the path-dependent {type(option).__name__}")
+        if jnp.ndim(option.maturity) != 0:
+            raise ValueError(f"{name} must be one instrument (scalar fields), got maturity of "
+                             f"shape {jnp.shape(option.maturity)}")
+        if not has_pricer(hedge_model, as_book(option)):
+            raise ValueError(f"hedge_model must be able to price {name}; "
+                             f"{type(hedge_model).__name__} cannot")
+        maturity = option.maturity
+        if is_concrete(maturity) and float(maturity) < grid.maturity * (1 - 1e-9):
+            raise ValueError(f"{name}'s maturity must be >= the grid's maturity "
+                             f"({grid.maturity:g} years), got maturity={float(maturity):g}")

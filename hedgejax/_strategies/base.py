@@ -35,7 +35,19 @@ class Observation(eqx.Module):
             its market price at t_i (the world model's price if it has one, else the hedge
             model's), per unit; None otherwise.
         option_delta, option_gamma, option_vega: that option's Greeks per unit under the
-            hedge model (vega against the same parameter as `vega`); None otherwise.
+            hedge model (vega against the same parameter as `vega`); None otherwise. When
+            the strategy trades k listed options (`strategy.option` is a tuple), these four
+            have shape (n_paths, k), column j for option j.
+        book: the book being hedged (maturities inside the grid snapped to grid times), so
+            that features can read its terms (strikes, barriers); None outside `hedge()`.
+        path: the book's path state, aligned with `book.groups`: None for a group of
+            European instruments, else that group's path-state dict (names as in
+            `hedgejax._exotics`: "knocked", "extreme", "total", "strike", ...), each array
+            of shape (m, n_paths) for the group's m instruments; None when the book has no
+            path-dependent instrument or outside `hedge()`.
+        realised_variance: realised variance so far per year (sum of squared log returns
+            of the grid / elapsed years), shape (n_paths,); None from `hedge()`: a strategy
+            that tracks it in its own state (`NeuralHedge`) fills it in.
     """
 
     step: jax.Array
@@ -52,6 +64,9 @@ class Observation(eqx.Module):
     option_delta: jax.Array | None = None
     option_gamma: jax.Array | None = None
     option_vega: jax.Array | None = None
+    book: Any = None
+    path: Any = None
+    realised_variance: jax.Array | None = None
     __repr__ = module_repr
 
 
@@ -63,7 +78,10 @@ class AbstractStrategy(eqx.Module):
 
     A position is the shares of the underlying, shape (n_paths,). A strategy that also
     trades a listed option names it in `option` (and its trading costs in `option_costs`);
-    its positions are then a tuple (shares, units of the option).
+    its positions are then a tuple (shares, units of the option), units of shape
+    (n_paths,). A strategy that trades k listed options returns a tuple of k instruments
+    from `option` (and a tuple of k costs, or None, from `option_costs`); its positions are
+    then (shares, units) with units of shape (n_paths, k).
 
     Stateless strategies implement `__call__`. A strategy that remembers something between
     steps (the spot at its last trade, orders not yet filled) overrides `init_state` and
@@ -78,13 +96,15 @@ class AbstractStrategy(eqx.Module):
 
     @property
     def option(self) -> Any:
-        """A listed option (an instrument) traded besides the underlying; None by default."""
+        """A listed option (an instrument), or a tuple of them, traded besides the
+        underlying; None by default."""
         return None
 
     @property
     def option_costs(self) -> Any:
         """Costs (an `AbstractCost`) of trading `option`, charged per unit at its market
-        price; None means frictionless."""
+        price; None means frictionless. With a tuple of options: a tuple of costs (one per
+        option, None entries frictionless) or None."""
         return None
 
     def init_state(self, position: Any) -> Any:
