@@ -10,7 +10,7 @@ device); jax's own settings (`XLA_FLAGS=--xla_force_host_platform_device_count=N
 `jax_num_cpu_devices`) are left as they are (hedgejax/_devices.py).
 """
 
-from . import data as data, risk as risk
+from . import data as data, features as features, risk as risk
 from ._costs import (
     AbstractCost as AbstractCost,
     CostSum as CostSum,
@@ -40,6 +40,10 @@ from ._hedge import (
     Trace as Trace,
     hedge as hedge,
     iter_hedge_chunks as iter_hedge_chunks,
+)
+from ._indifference import (
+    IndifferencePrice as IndifferencePrice,
+    indifference_price as indifference_price,
 )
 from ._instruments import (
     AbstractInstrument as AbstractInstrument,
