@@ -37,9 +37,17 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._instruments import AbstractInstrument
-from ._validate import check, check_finite, check_nonnegative, check_positive, float_param
+from ._validate import (
+    check,
+    check_finite,
+    check_nonnegative,
+    check_positive,
+    float_param,
+    is_concrete,
+)
 
 PathState = dict[str, jax.Array]
 
@@ -447,7 +455,14 @@ class ForwardStart(AbstractPathDependent):
         check_positive("maturity", self.maturity)
         check_positive("moneyness", self.moneyness)
         _check_choice("option", self.option, OPTIONS)
-        check("start", self.start, lambda a: a < self.maturity,
+        # compare with a concrete maturity in numpy (a jnp comparison would be staged inside
+        # a trace, e.g. fit's step, even for concrete arrays); both traced: a run-time check
+        maturity = self.maturity
+        if is_concrete(maturity):
+            maturity = np.asarray(maturity)
+        elif is_concrete(self.start):
+            return
+        check("start", self.start, lambda a: a < maturity,
               "< maturity (the strike is fixed before expiry)")
 
     def check_state(self, state, name="state"):

@@ -190,3 +190,20 @@ def test_bad_record_is_refused(record):
     with pytest.raises(ValueError, match="record"):
         hj.hedge(hj.BlackScholes(S0, VOL), hj.EuropeanCall(100.0, 0.25), hj.DeltaHedge(),
                  None, GRID, 64, jax.random.key(0), record=record)
+
+
+def test_forward_start_rebuilt_inside_a_trace():
+    """ForwardStart's start < maturity check inside a trace (fit's step rebuilds the book):
+    concrete against traced fields must not be staged into a boolean."""
+    fs = hj.ForwardStart(0.1, 0.25)
+
+    @jax.jit
+    def strike_fraction(maturity):
+        inst = hj.ForwardStart(0.1, maturity)
+        return inst.start / inst.maturity
+
+    assert float(strike_fraction(0.25)) == pytest.approx(0.4)
+    eqx_rebuilt = jax.jit(lambda f: f.maturity * 2)(fs)
+    assert float(eqx_rebuilt) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="start must be < maturity"):
+        hj.ForwardStart(0.3, 0.25)
