@@ -23,4 +23,5 @@ NAMES = (
     "band-learning",
     "historical",
     "exotic-hedging",
+    "deep-hedging",
 )
