@@ -7,10 +7,14 @@ A checkpoint holds
   structure (adam, sgd, a clipped chain; not its learning rate, which optax keeps in a
   closure) and clip_norm, a SHA-256 fingerprint of each of model, hedge model, book, costs
   and grid (type, tree structure and every leaf's value), `n_paths`, the key's data,
-  `common_random_numbers`, `unwind` and the surrogate temperature;
+  `common_random_numbers`, `unwind`, the surrogate temperature, and the fields `fit` adds
+  (the learning rate given, whether the objective is trained, the validation settings;
+  None when unused, so a checkpoint written before they existed still matches);
 - `state`: the trainable parameters and the optimiser state, serialised by equinox
   (`eqx.tree_serialise_leaves`), whose reader checks every leaf's shape and dtype;
-- `step` and the history logs (`objective`, `surrogate`, `params`).
+- `step` and the history logs (`objective`, `surrogate`, `params`), and `fit`'s further
+  named arrays (`x_<name>`: per-step learning rate and objective parameters, validation
+  steps and values, the best validated parameters, the step of an early stop).
 
 `load` refuses, with a `ValueError` naming the file and the field, a checkpoint written by a
 different run (any record field differs), one whose parameters or optimiser state are not
@@ -129,8 +133,9 @@ def describe_objective(objective: Any) -> str:
 
 def record(strategy, params, objective, *, opt_state, clip_norm, model, hedge_model, book,
            costs, grid, n_paths, key, common_random_numbers, unwind,
-           temperature) -> dict[str, Any]:
-    """The JSON record of a `fit` run (see the module docstring)."""
+           temperature, **extra) -> dict[str, Any]:
+    """The JSON record of a `fit` run (see the module docstring); `extra`: further
+    JSON-serialisable fields (None when unused)."""
     return {
         "format": FORMAT,
         "hedgejax": _version(),
@@ -153,6 +158,7 @@ def record(strategy, params, objective, *, opt_state, clip_norm, model, hedge_mo
         "common_random_numbers": bool(common_random_numbers),
         "unwind": bool(unwind),
         "temperature": None if temperature is None else float(temperature),
+        **extra,
     }
 
 
@@ -165,9 +171,11 @@ def _check_finite(path, params, opt_state) -> None:
                                  "refusing it")
 
 
-def save(path, meta: dict[str, Any], step: int, params, opt_state, logs) -> None:
-    """Write a checkpoint atomically. Raises ValueError (naming the file) if a trainable
-    parameter or the optimiser state is not finite."""
+def save(path, meta: dict[str, Any], step: int, params, opt_state, logs,
+         extras: dict[str, np.ndarray] | None = None) -> None:
+    """Write a checkpoint atomically; `extras`: further named arrays (stored as
+    `x_<name>`). Raises ValueError (naming the file) if a trainable parameter or the
+    optimiser state is not finite."""
     _check_finite(path, params, opt_state)
     state = io.BytesIO()
     eqx.tree_serialise_leaves(state, (params, opt_state))
@@ -175,7 +183,8 @@ def save(path, meta: dict[str, Any], step: int, params, opt_state, logs) -> None
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.asarray(json.dumps(meta)), step=np.asarray(step),
              state=np.frombuffer(state.getvalue(), dtype=np.uint8),
-             objective=objective_log, surrogate=surrogate_log, params=param_log)
+             objective=objective_log, surrogate=surrogate_log, params=param_log,
+             **{f"x_{name}": np.asarray(value) for name, value in (extras or {}).items()})
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
@@ -201,8 +210,9 @@ def _read(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load(path, meta: dict[str, Any], params, opt_state, steps: int):
-    """(step, params, opt_state, logs) from checkpoint `path`, after checking that it was
-    written by the run described by `meta` (see the module docstring for what is refused)."""
+    """(step, params, opt_state, logs, extras) from checkpoint `path`, after checking that
+    it was written by the run described by `meta` (see the module docstring for what is
+    refused); `extras`: the named arrays `save` was given (as stored, not cut to `steps`)."""
     members = _read(path)
     saved = members["meta"]
     if saved.get("format") != FORMAT:
@@ -233,4 +243,5 @@ def load(path, meta: dict[str, Any], params, opt_state, steps: int):
     _check_finite(path, params, opt_state)
     if not 0 <= start <= steps:
         raise ValueError(f"checkpoint {str(path)!r} is at step {start}, outside 0..steps={steps}")
-    return start, params, opt_state, tuple(logs)
+    extras = {name[2:]: value for name, value in members.items() if name.startswith("x_")}
+    return start, params, opt_state, tuple(logs), extras
