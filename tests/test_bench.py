@@ -35,7 +35,7 @@ def test_bench_suite_quick_gathers_every_workload(tmp_path):
     report = json.loads(combined[0].read_text())
     assert report["machine"].startswith("cpu-") and report["device"]["backend"] == "cpu"
     work = report["workloads"]
-    assert set(work) == {"w1", "w2", "w3", "w4", "models", "exotics"}
+    assert set(work) == {"w1", "w2", "w3", "w4", "models", "exotics", "w5"}
 
     rows = {row["impl"]: row for row in work["w1"]["rows"]}
     assert {"hedgejax-f32", "numpy-f64"} <= set(rows)
@@ -65,6 +65,7 @@ def test_bench_suite_quick_gathers_every_workload(tmp_path):
     assert {"vanilla", "barrier", "asian", "lookback", "mixed"} <= set(exotics)
     assert exotics["vanilla"]["vs_vanilla"] == 1.0
     assert all(r["mpath_steps_per_s"] > 0 and r["pnl_std"] > 0 for r in exotics.values())
+    _check_w5_report(work["w5"])
 
 
 def _check_models_report(report: dict) -> None:
@@ -160,3 +161,85 @@ def test_gpu_check_without_a_gpu_exits_2_in_one_line():
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "--cpu-smoke" in proc.stderr
+
+
+def _check_w5_report(report: dict) -> None:
+    """bench_w5 --quick: hedgejax trained, its snapshots were evaluated on the held-out
+    paths, and the untrained policy's held-out loss is that of Black-Scholes delta hedging
+    computed here directly in NumPy on the same paths (the policy starts as delta hedging)."""
+    import numpy as np
+    from scipy.stats import norm
+
+    sys.path.insert(0, str(ROOT))
+    from experiments import bench_w5 as w5
+
+    row = report["results"]["call"]["hedgejax"]
+    assert not row.get("error"), row
+    steps = report["steps"]
+    assert len(row["step_times_s"]) == steps and row["median_step_s"] > 0
+    assert [k for k, _ in row["curve"]] == sorted({0, steps, *range(0, steps + 1,
+                                                                    report["eval_every"])})
+    assert row["peak_rss_train_mib"] > 0 and row["compile_s"] >= 0
+
+    s, cost = w5.SET_UP, w5.CASES["call"]["cost"]
+    spots = w5.heldout_paths(1 << report["log2_eval"], 0 + 12345).astype(np.float64)
+    n = s["n_steps"]
+    tau = s["maturity"] * (1 - np.arange(n) / n)
+    sd = s["sigma"] * np.sqrt(tau)
+    d1 = np.log(spots[:, :n] / s["strike"]) / sd + sd / 2
+    delta = norm.cdf(d1)                                    # shares held by the short call
+    trades = np.diff(delta, axis=1, prepend=0.0)
+    pl = (-np.maximum(spots[:, -1] - s["strike"], 0.0)
+          + np.sum(delta * np.diff(spots, axis=1), axis=1)
+          - cost * np.sum(np.abs(trades) * spots[:, :n], axis=1))
+    reference = np.log(np.mean(np.exp(-pl)))
+    # float32 paths, Greeks and sums (measured 1e-9 on a loss of ~0.0245)
+    assert abs(row["untrained_loss"] - reference) < 1e-6, (row["untrained_loss"], reference)
+    assert abs(row["final_loss"] - row["untrained_loss"]) < 0.01   # a few small steps
+
+    fl = report["flops"]
+    assert fl["forward_per_row"] == 2 * (4 * 32 + 3 * 32 * 32 + 32)
+    assert report["bounds"]["matmul_gflops"] > 0 and report["bounds"]["layer_tanh_gflops"] > 0
+    prof = {p["variant"]: p for p in report["profile"]}
+    assert prof["step"]["median_s"] > 0
+    if "breakdown" in prof["step"]:
+        shares = [r["share"] for r in prof["step"]["breakdown"]["rows"]]
+        assert abs(sum(shares) - 1) < 1e-9
+
+
+def test_bench_w5_statistics_against_direct_computation():
+    """bench_w5's entropic risk, its paired standard error (delta method) and the held-out
+    paths against direct computations: the entropic risk of a normal sample is
+    mu_loss + a sigma^2 / 2; the paired SE against the spread of the difference over
+    independent replications; the paths' log-returns have the GBM's mean and variance."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from experiments import bench_w5 as w5
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.01, 0.02, 400_000)
+    assert abs(w5.entropic(x, 2.0) - (-0.01 + 2.0 * 0.02**2 / 2)) < 4 * 0.02 / np.sqrt(4e5)
+
+    diffs, ses = [], []
+    for _ in range(200):
+        z = rng.normal(0.0, 0.02, (2, 2000))
+        a, b = z[0], 0.5 * z[0] + z[1]
+        diffs.append(w5.entropic(a) - w5.entropic(b))
+        ses.append(w5.paired_se(a, b))
+    assert abs(np.mean(ses) / np.std(diffs, ddof=1) - 1) < 0.15     # 200 replications
+
+    s = w5.SET_UP
+    paths = w5.heldout_paths(1 << 14, 3).astype(np.float64)
+    assert paths.shape == (1 << 14, s["n_steps"] + 1) and np.all(paths[:, 0] == 1.0)
+    r = np.diff(np.log(paths), axis=1).ravel()
+    dt = s["maturity"] / s["n_steps"]
+    assert abs(r.mean() + s["sigma"]**2 * dt / 2) < 4 * s["sigma"] * np.sqrt(dt / r.size)
+    assert abs(r.var() / (s["sigma"]**2 * dt) - 1) < 4 * np.sqrt(2 / r.size)
+
+
+def test_bench_w5_bad_flag_is_one_line_status_2():
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "bench_w5.py"),
+                           "--cases", "barrier"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "barrier" in proc.stderr

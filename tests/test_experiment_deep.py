@@ -137,6 +137,7 @@ def _observation(n, step, spot, book=None, path=None, maturity=0.1, n_steps=10):
                           path=path)
 
 
+@pytest.mark.slow  # compile-bound: the fast tier keeps the cheap checks
 def test_select_decides_as_each_member_step_by_step():
     """Select(members, i).decide is members[i].decide, with every member's state carried
     (a recurrent NeuralHedge among them), over several steps of hand-built observations."""

@@ -77,6 +77,7 @@ def test_the_objective_parameter_is_trained_to_the_grid_search_minimum():
     assert abs(w - best) <= 2 * (grid[1] - grid[0]), (w, best)
 
 
+@pytest.mark.slow  # compile-bound: the fast tier keeps the cheap checks
 def test_learning_rates_are_recorded_and_change_the_fit():
     """A schedule's rate at steps 0, 1, ... is recorded, and it is the rate Adam used: Adam's
     first update is -rate x sign(gradient) per parameter (Kingma & Ba 2015: the
@@ -107,6 +108,7 @@ def _held_out(history, costs, objective):
     return lambda params, obj=objective: float(value(jnp.asarray(params), obj))
 
 
+@pytest.mark.slow  # compile-bound: the fast tier keeps the cheap checks
 def test_validation_early_stopping_and_restore_best():
     """Gradient ascent (sgd at rate -0.05, through `inject_hyperparams`: the rate recorded)
     makes every validation worse than the one before: validations at steps 0, 2, 4

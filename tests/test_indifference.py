@@ -32,6 +32,7 @@ def entropic(x):
     return risk.entropic(x, 1.0)
 
 
+@pytest.mark.slow  # compile-bound: the fast tier keeps the cheap checks
 def test_neural_hedge_price_near_black_scholes():
     """No costs, daily grid, entropic risk (a = 1): the indifference price of the call is its
     Black-Scholes price plus the risk premium of discrete hedging, about a Var(hedge error)

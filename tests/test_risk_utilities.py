@@ -247,6 +247,7 @@ def test_utilities_elementwise_and_derivatives(x64):
 
 # --------------------------------------------------------------------------------- gradients
 
+@pytest.mark.slow  # compile-bound: the fast tier keeps the cheap checks
 def test_gradients_equal_finite_differences(x64):
     """Every measure's gradient in the outcomes (one compiled Jacobian) against central
     differences of NumPy transcriptions of the same measures."""
@@ -300,6 +301,7 @@ def test_gradients_equal_finite_differences(x64):
     assert float(g) == pytest.approx(1 - float(jnp.mean(jnp.exp(-0.6 * (x + 0.4)))), 1e-12)
 
 
+@pytest.mark.slow  # compile-bound: the fast tier keeps the cheap checks
 def test_jit_and_vmap_pass_through():
     x = jnp.asarray(_normal(4 * 256, seed=12), jnp.float32).reshape(4, 256)
     m = oce(ExponentialUtility(1.0))

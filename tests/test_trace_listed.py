@@ -63,6 +63,7 @@ def test_trace_of_a_delta_hedge_matches_an_independent_recomputation(x64):
     np.testing.assert_allclose(res.pnl[:7], pnl, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.slow  # compile-bound: the fast tier keeps the cheap checks
 def test_trace_records_path_state_and_variance():
     heston = hj.Heston(100.0, 0.04, 1.5, 0.04, 0.3, -0.6)
     barrier = hj.Barrier(100.0, 95.0, 0.25, kind="down-and-out")
