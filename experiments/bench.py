@@ -1,4 +1,4 @@
-"""The benchmark suite: workloads W1-W4 (docs/architecture.md), each with its baselines in the
+"""The benchmark suite: workloads W1-W5 (docs/architecture.md), each with its baselines in the
 same run.
 
 - W1 `bench_w1.py`: delta hedge of a call, hedgejax against NumPy (float64, float32) and
@@ -10,6 +10,9 @@ same run.
   `pricing="exact"` against `pricing="surface"` (on the same paths), against W1.
 - exotics `bench_exotics.py`: W1 with path-dependent books (barrier, Asian, lookback, a mixed
   book) against the vanilla book in the same run.
+- W5 `bench_w5.py`: deep-hedging training (pfhedge's flagship set-up), hedgejax against
+  pfhedge when installed: time per optimisation step, time to reach pfhedge's final held-out
+  loss, final losses, peak memory, flops against this CPU's matmul bound, and a profile.
 
 Each writes its JSON and markdown under experiments/results/ (`--quick`: small sizes,
 written under runs/, for a smoke test in CI), and the suite gathers them into one file per
@@ -32,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {"w1": "bench_w1.py", "w2": "bench_w2.py", "w3": "bench_w3.py", "w4": "bench_w4.py",
-           "models": "bench_models.py", "exotics": "bench_exotics.py"}
+           "models": "bench_models.py", "exotics": "bench_exotics.py", "w5": "bench_w5.py"}
 
 
 def machine_slug() -> str:
