@@ -192,9 +192,9 @@ def pfhedge_volatility(obs, position):
     return jnp.full_like(obs.spot, SET_UP["sigma"])
 
 
-def hj_problem(kind: str, cost: float, seed: int, activation: str = "tanh",
-               residual: bool = True) -> dict[str, Any]:
-    """hedgejax's model, book, grid, costs and policy for a case."""
+def hj_problem(kind: str, cost: float, seed: int, residual: bool = True) -> dict[str, Any]:
+    """hedgejax's model, book, grid, costs and policy for a case (`residual=False`: the
+    network's output is the whole position, pfhedge's parametrisation)."""
     import jax
 
     import hedgejax as hj
@@ -226,8 +226,8 @@ def hj_problem(kind: str, cost: float, seed: int, activation: str = "tanh",
         names += ["time_to_maturity", "volatility (constant sigma)", "prev_hedge (position)"]
         kwargs["features"] = tuple(features)
         described = "pfhedge's, through hj.features: " + ", ".join(names)
-        if not residual:
-            kwargs["residual"] = False
+    if not residual:
+        kwargs["residual"] = False
     policy = hj.NeuralHedge(key, hidden=s["hidden"], depth=s["depth"], reference=s["strike"],
                             **kwargs)
     return {"model": model, "book": book, "grid": grid, "costs": costs, "policy": policy,
