@@ -155,6 +155,7 @@ def _check_learning_rate(learning_rate: Any, optimizer: Any) -> None:
         raise ValueError("give optimizer or learning_rate, not both (learning_rate sets the "
                          "default Adam's rate; put a schedule inside your own optimizer)")
     if callable(learning_rate):
+        _check_schedule(learning_rate)
         return
     if isinstance(learning_rate, bool) or not isinstance(
             learning_rate, (int, float, np.integer, np.floating, np.ndarray, jax.Array)):
@@ -163,6 +164,24 @@ def _check_learning_rate(learning_rate: Any, optimizer: Any) -> None:
     if np.ndim(learning_rate) != 0:
         raise ValueError(f"learning_rate must be a scalar, got shape {np.shape(learning_rate)}")
     check_positive("learning_rate", learning_rate)
+
+
+def _check_schedule(schedule: Callable) -> None:
+    """An optax schedule (step -> rate): its rate at step 0 must be a finite scalar > 0
+    (checked eagerly; a schedule that turns negative later is the caller's design)."""
+    try:
+        first = schedule(jnp.asarray(0, jnp.int32))
+    except Exception as error:      # noqa: BLE001 - any failure is a bad schedule
+        raise ValueError(f"learning_rate must be a number > 0 or an optax schedule (step -> "
+                         f"rate); calling it at step 0 failed: {type(error).__name__}: "
+                         f"{error}") from None
+    if np.ndim(first) != 0:
+        raise ValueError(f"learning_rate's schedule must return a scalar rate, got shape "
+                         f"{np.shape(first)} at step 0")
+    value = float(first)
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"learning_rate's schedule must give a finite rate > 0, got "
+                         f"{value!r} at step 0")
 
 
 def _describe_rate(learning_rate: Any) -> Any:
@@ -365,6 +384,9 @@ def fit(
     validating = _check_validation(validate_every, validation_paths, patience, restore_best)
     if validating:
         validate_every = check_int("validate_every", validate_every, 1)
+        if validate_every > steps:
+            raise ValueError(f"validate_every must be an integer in [1, steps={steps}] (a "
+                             f"validation after training), got validate_every={validate_every}")
         validation_paths = n_paths if validation_paths is None else validation_paths
     n_devices = _check_devices(devices)
     if train_objective not in (None, True, False):

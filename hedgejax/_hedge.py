@@ -77,10 +77,12 @@ class Trace(eqx.Module):
             (k, n_steps).
         position: shares held over [t_i, t_{i+1}) (the decision at t_i), shape (k, n_steps).
         option_units: units of the listed option(s) held over [t_i, t_{i+1}), shape
-            (k, n_steps) for one option, (k, n_steps, m) for m options; None without.
+            (k, n_steps) when `strategy.option` is one instrument, (k, n_steps, m) when it
+            is a tuple of m (also m = 1); None without.
         trade: shares bought at t_i (sold if < 0), shape (k, n_steps).
         cost: transaction cost paid at t_i for all trades of the step (currency at t_i, not
-            accrued), shape (k, n_steps).
+            accrued), shape (k, n_steps). With `unwind=True` the unwinding trade at T and
+            its cost are not in the trace (they are in `HedgeResult.cost`).
         path: the book's path state at each grid time, aligned with `book.groups`: None for
             a European group, else a dict name -> array of shape (k, n_steps + 1, m) for the
             group's m instruments (names as in `hedgejax._exotics`).

@@ -2,8 +2,11 @@
 
 A feature is a plain function `f(obs, position) -> array` of the `Observation` at a step and
 the position held before the decision (shares, or `(shares, units)` for a policy that also
-trades listed options). It returns one value per path, shaped like `obs.spot` (n_paths,),
-or `width` values per path, shape (n_paths, width); a scalar is broadcast to every path.
+trades listed options). It returns one value per path, shaped like `obs.spot`, or `width`
+values per path, shaped like `obs.spot` plus a last axis of `width` (stack columns with
+`axis=-1`); a scalar is broadcast to every path. Inside `hedge()` the per-path arrays of the
+observation have any leading shape (the loop lays paths out as rows of 64, e.g. (16, 64)
+for 1,024 paths), so write features elementwise and put columns last.
 Values should be O(1) (the network's inputs are not normalised): divide sizes by the book's
 size, take logs of ratios of prices, express distances in volatilities.
 
@@ -480,16 +483,21 @@ def knocked(instrument: int | None = None) -> Feature:
 
 
 def _forward_strike(obs, position, instrument):
-    _, state = _pick(obs, "forward_strike", "a ForwardStart",
-                     lambda g: isinstance(g, ForwardStart), instrument)
+    inst, state = _pick(obs, "forward_strike", "a ForwardStart",
+                        lambda g: isinstance(g, ForwardStart), instrument)
     dtype = _dtype(obs)
-    return jnp.log(state["strike"].astype(dtype)) - jnp.log(obs.spot)
+    # the strike is fixed at the first grid time >= start (start is a grid time; the
+    # relative tolerance absorbs float32 rounding of the observation's time)
+    fixed = jnp.asarray(obs.time, dtype) >= jnp.asarray(inst.start, dtype) * (1 - 1e-5)
+    after = jnp.log(state["strike"].astype(dtype)) - jnp.log(obs.spot)
+    before = jnp.broadcast_to(jnp.log(jnp.asarray(inst.moneyness, dtype)), after.shape)
+    return jnp.where(fixed, after, before)
 
 
 def forward_strike(instrument: int | None = None) -> Feature:
     """log(K / S): a `ForwardStart`'s strike relative to the spot. Before its start date
-    the strike is not fixed and the path state holds moneyness x S, so the feature is
-    log(moneyness); from the start on it follows the fixed strike."""
+    the strike is not fixed yet and will be moneyness x S(start), so the feature is
+    log(moneyness); from the start date on, log(K / S) with the fixed K."""
     return Feature(_forward_strike, params=(("instrument", _check_instrument(instrument)),))
 
 

@@ -283,6 +283,10 @@ def test_path_features_against_the_path_state():
         value = np.asarray(feature(obs, jnp.zeros(24)))
         assert value.shape == expected.shape, feature
         np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-5, err_msg=repr(feature))
+    # before the forward start's date (0.2) the strike is not fixed: log(moneyness)
+    early = eqx.tree_at(lambda o: o.time, obs, jnp.asarray(0.1, jnp.float32))
+    np.testing.assert_allclose(np.asarray(F.forward_strike()(early, jnp.zeros(24))),
+                               np.full(24, np.log(1.1)), rtol=1e-6)
 
 
 def test_path_features_refuse_missing_state_by_name():
@@ -483,7 +487,7 @@ def test_several_options_shapes_and_residual_positions():
     (dict(features=()), "features must be None or a non-empty tuple"),
     (dict(features=F.delta()), "features must be None or a non-empty tuple"),
     (dict(features=(F.delta(), 3.0)), r"features\[1\] must be a function"),
-    (dict(features=(F.Feature.__call__,)), None),      # any callable is accepted
+    (dict(features=(F.Feature.__call__,)), r"features\[0\] must be a function f\(obs, pos"),
     (dict(features=(F.delta(),), variance_feature=True), "variance_feature"),
     (dict(hidden_state=-1), r"hidden_state must be an integer >= 0"),
     (dict(hidden_state=2.0), "hidden_state"),
@@ -594,3 +598,9 @@ def test_fit_trains_the_network_not_the_listed_options():
         jax.tree.leaves(eqx.filter(policy, eqx.is_inexact_array)),
         jax.tree.leaves(eqx.filter(fitted, eqx.is_inexact_array)), strict=True)]
     assert len(moved) == 8 and all(moved[2:4])    # MLP (4) then GRU (4): the output layer moved
+
+
+@pytest.mark.parametrize("factory", [F.delta, F.log_moneyness, F.position, F.running_max])
+def test_an_uncalled_feature_factory_is_refused_at_construction(factory):
+    with pytest.raises(ValueError, match=r"features\[1\] must be a function f\(obs, position\)"):
+        hj.NeuralHedge(jax.random.key(0), features=(F.time_to_maturity, factory))

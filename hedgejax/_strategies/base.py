@@ -20,7 +20,9 @@ class Observation(eqx.Module):
         step: step index i (int scalar).
         time: t_i in years.
         time_to_maturity: years from t_i to the end of the hedging grid.
-        spot: S_i, shape (n_paths,).
+        spot: S_i, one per path (shape (n_paths,); inside `hedge()` the paths are laid out
+            in rows of 64, so per-path arrays may have any leading shape: compute
+            elementwise and put extra columns on a last axis).
         delta: the book's delta under the hedge model (shares per unit spot move), by
             autodiff, shape (n_paths,). Delta-neutral means position = -delta.
         gamma: the book's gamma under the hedge model, by autodiff.

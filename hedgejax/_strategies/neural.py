@@ -87,6 +87,27 @@ def _gru_columns(cell: eqx.nn.GRUCell, x: jax.Array, h: jax.Array) -> jax.Array:
     return new + update * (h - new)
 
 
+def _takes_two_arguments(f: Any) -> bool:
+    """Whether f can be called as f(obs, position) (True when its signature is unknown)."""
+    import inspect
+
+    try:
+        inspect.signature(f).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:      # no signature (e.g. some builtins): let the call decide
+        return True
+    return True
+
+
+def _is_factory(f: Any) -> bool:
+    """Whether f is one of hj.features' factories (they return a Feature when called)."""
+    import inspect
+
+    return (inspect.isfunction(f) and f.__module__ == _features.__name__
+            and inspect.signature(f).return_annotation in ("Feature", _features.Feature))
+
+
 def _check_features(features: Any) -> tuple:
     if not isinstance(features, (tuple, list)) or not features:
         raise ValueError("features must be None or a non-empty tuple of feature functions "
@@ -95,6 +116,12 @@ def _check_features(features: Any) -> tuple:
         if not callable(f):
             raise ValueError(f"features[{i}] must be a function f(obs, position) (e.g. "
                              f"hj.features.log_moneyness(100.0)), got {f!r}")
+        if not _takes_two_arguments(f) or _is_factory(f):
+            raise ValueError(
+                f"features[{i}] must be a function f(obs, position) taking two arguments, got "
+                f"{getattr(f, '__name__', f)!r}, which does not (a factory such as "
+                "hj.features.delta or hj.features.log_moneyness must be called first: "
+                "hj.features.delta(), hj.features.log_moneyness(100.0))")
         width = _features.width_of(f)
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
             raise ValueError(f"features[{i}].width must be an integer >= 1 (the columns it "
@@ -249,7 +276,8 @@ class NeuralHedge(AbstractStrategy):
                 option's market price; None entries frictionless), or None (all
                 frictionless).
             residual: positions around delta hedging (True) or the network's output alone.
-            reference: reference price for the default log-moneyness feature (currency).
+            reference: reference price for the default log-moneyness feature (currency);
+                unused with `features=` (give `hj.features.log_moneyness(K)` there).
             book_scale: typical size of the book's delta (shares; 1 for one option): the
                 default position and delta features are divided by it and the outputs
                 multiplied.
