@@ -276,6 +276,7 @@ def test_bad_path_states_raise_value_errors_naming_the_entry(inst, state, match)
             fn(MODEL, inst, spot=95.0, t=0.5, state=state)
 
 
+@pytest.mark.slow  # compile-bound (~20 s): the 3.11 fast tier is at its budget
 def test_book_states_are_one_per_group():
     book = hj.Book([BARRIER, BARRIER, hj.Lookback(1.0), hj.EuropeanCall(100.0, 1.0)])
     for bad, match in [(({"knocked": True},), "one entry per group"),

@@ -173,6 +173,7 @@ def test_select_decides_as_each_member_step_by_step():
         select(members, 0)(obs, jnp.zeros(n))
 
 
+@pytest.mark.slow  # compile-bound (~20 s): the 3.11 fast tier is at its budget
 def test_select_in_hedge_is_its_member():
     """In the compiled loop too: the P&L of Select((delta, recurrent policy), 1) is that of
     the recurrent policy alone (which = 0 is checked step by step above)."""
