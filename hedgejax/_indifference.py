@@ -33,7 +33,7 @@ from ._hedge import hedge
 from ._instruments import AbstractInstrument, Book, as_book
 from ._models.base import AbstractModel
 from ._repr import module_repr
-from ._strategies.base import AbstractStrategy
+from ._strategies.base import AbstractStrategy, as_key
 from ._validate import check_int, check_positive
 from .risk import OCE
 
@@ -224,6 +224,8 @@ def indifference_price(
                          f"eval_paths={eval_paths}")
     if not isinstance(strategy, AbstractStrategy):
         raise ValueError(f"strategy must be an AbstractStrategy, got {type(strategy).__name__}")
+    key = as_key(key)
+    _check_fit_options(fit_options)
     if not callable(risk_measure):
         raise ValueError("risk_measure must be a function of a P&L array (e.g. lambda x: "
                          "hj.risk.entropic(x, 1.0)) or an hj.risk.OCE, got "
@@ -280,3 +282,27 @@ def indifference_price(
                              unhedged_price=jnp.asarray(cash_u * discount, x.dtype),
                              model_price=-result.initial_price, strategy=strategy,
                              history=history, n_paths=eval_paths)
+
+
+# fit's arguments that indifference_price sets itself
+_SET_HERE = ("strategy", "objective", "model", "book", "costs", "grid", "key", "optimizer",
+             "steps", "n_paths", "hedge_model", "clip_norm", "unwind", "progress")
+
+
+def _check_fit_options(fit_options: Any) -> None:
+    """fit_options: None or a dict of `fit`'s other keyword arguments, by name."""
+    if fit_options is None:
+        return
+    if not isinstance(fit_options, dict):
+        raise ValueError(f"fit_options must be None or a dict of hj.fit's keyword arguments, "
+                         f"got {fit_options!r}")
+    import inspect
+
+    known = set(inspect.signature(fit).parameters) - set(_SET_HERE)
+    for name in fit_options:
+        if name in _SET_HERE:
+            raise ValueError(f"fit_options must not set {name!r}: indifference_price takes it "
+                             f"as its own argument")
+        if name not in known:
+            raise ValueError(f"fit_options has {name!r}, which is not an argument of hj.fit "
+                             f"(allowed: {', '.join(sorted(known))})")

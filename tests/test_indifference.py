@@ -146,3 +146,25 @@ def test_expected_shortfall_oce_objective_fits():
     assert np.all(np.isfinite(out.history.objective))
     assert float(out.price) > BS
     assert bool(jnp.isfinite(out.stderr))
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(key=None), "key must be a jax.random key"),
+    (dict(fit_options="x"), "fit_options must be None or a dict"),
+    (dict(fit_options={"steps": 3}), "fit_options must not set 'steps'"),
+    (dict(fit_options={"bogus": 1}), "fit_options has 'bogus'"),
+])
+def test_bad_key_and_fit_options_are_refused_by_name(kwargs, needle):
+    options = dict(key=jax.random.key(0), steps=0, eval_paths=64)
+    options.update(kwargs)
+    with pytest.raises(ValueError, match=needle):
+        hj.indifference_price(hj.DeltaHedge(), lambda x: hj.risk.entropic(x, 1.0),
+                              hj.BlackScholes(100.0, 0.2), hj.EuropeanCall(100.0, 0.08), None,
+                              hj.TimeGrid(0.08, 4), **options)
+
+
+def test_an_int_seed_is_a_key():
+    out = hj.indifference_price(hj.DeltaHedge(), lambda x: hj.risk.entropic(x, 1.0),
+                                hj.BlackScholes(100.0, 0.2), hj.EuropeanCall(100.0, 0.08), None,
+                                hj.TimeGrid(0.08, 4), key=3, steps=0, eval_paths=64)
+    assert np.isfinite(float(out.price))
