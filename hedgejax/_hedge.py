@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from ._attribution import ACCUMULATED, Attribution, cost_parts, sensitivities, vol_state
 from ._costs import AbstractCost, NoCost, is_trade
 from ._devices import default_device_count
 from ._exotics import AbstractPathDependent, PathStep, on_grid, path_step
@@ -116,6 +117,9 @@ class HedgeResult(eqx.Module):
         initial_price: V0, the hedge model's price of the book at t0 (scalar).
         trace: with `hedge(..., record=k)`, a `Trace` of the first k paths step by step;
             None otherwise.
+        attribution: with `hedge(..., attribution=True)`, the P&L explain of every path
+            (`Attribution`: delta, gamma, theta, vega, ..., costs by kind, residual, each
+            (n_paths,), summing to `pnl`); None otherwise.
     """
 
     __repr__ = module_repr
@@ -129,6 +133,7 @@ class HedgeResult(eqx.Module):
     terminal_spot: jax.Array
     initial_price: jax.Array
     trace: Trace | None = None
+    attribution: Attribution | None = None
 
 
 def _expiry_steps(book: Book,
@@ -373,6 +378,7 @@ class _Prepared(eqx.Module):
         unwind: sell the hedge at T (static).
         block_size: paths per block (static).
         surface: (the surfaces' node counts or None, the hedge model is the world), static.
+        attribution: also accumulate the P&L explain's terms (static).
     """
 
     model: AbstractModel
@@ -388,6 +394,7 @@ class _Prepared(eqx.Module):
     unwind: bool = eqx.field(static=True)
     block_size: int = eqx.field(static=True)
     surface: tuple = eqx.field(static=True)
+    attribution: bool = eqx.field(static=True, default=False)
 
 
 class _Carry(eqx.Module):
@@ -406,6 +413,8 @@ class _Carry(eqx.Module):
         memory: the strategy's own state (None for stateless strategies).
         option_price: the listed option's market price at t_i (zeros without one).
         path: each book group's path state (None for European groups; module `_exotics`).
+        explain: the P&L explain's running sums (dict term -> array, module
+            `_attribution`), None without `attribution`.
     """
 
     world: ModelState
@@ -418,6 +427,7 @@ class _Carry(eqx.Module):
     memory: Any
     option_price: jax.Array
     path: tuple
+    explain: Any = None
 
 
 def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces(),
@@ -467,6 +477,49 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces(),
         noise = draws.normal(stream) if cost_model.is_random else None
         return cost_model.charge(trade, price, noise)
 
+    explain = prep.attribution
+
+    def charged_parts(ex, trade, shares_price, units_trade, prices, draws, accrue):
+        """`ex` less the costs of these trades, by kind, accrued by `accrue`."""
+        legs = [(costs, trade, shares_price, _COST_STREAM)]
+        if has_option:
+            legs += [(c, listed.column(units_trade, j), listed.column(prices, j),
+                      _OPTION_COST_STREAMS[j]) for j, c in enumerate(listed.costs)]
+        ex = dict(ex)
+        for cost_model, leg_trade, price, stream in legs:
+            noise = draws.normal(stream) if cost_model.is_random else None
+            for kind, amount in cost_parts(cost_model, leg_trade, price, noise).items():
+                ex[kind] = ex[kind] - amount * accrue
+        return ex
+
+    def explain_step(ex, c, world, new_spot, shares, units, t, i, trade, draws, to_end):
+        """The explain's sums after step i (module `_attribution`)."""
+        now = hedge_model.conditioned(c.world)
+        alive = tuple(e > i for e in expiry)
+        g = sensitivities(now, book, c.world.log_spot, c.spot, t, alive, c.path)
+        net = [g.delta + shares, g.gamma, g.theta, g.vega, g.vanna, g.volga]
+        held = g.value + shares * c.spot
+        if has_option:
+            for j, option in enumerate(listed.books):
+                u = listed.column(units, j)
+                o = sensitivities(now, option, c.world.log_spot, c.spot, t)
+                net = [a + u * b for a, b in zip(net, (o.delta, o.gamma, o.theta, o.vega,
+                                                        o.vanna, o.volga), strict=True)]
+                held = held + u * listed.column(c.option_price, j)
+        d_delta, d_gamma, d_theta, d_vega, d_vanna, d_volga = net
+        ds = new_spot - c.spot
+        dv = (vol_state(hedge_model.conditioned(world), ds.shape)
+              - vol_state(now, ds.shape)).astype(dtype)
+        step_terms = dict(
+            delta=d_delta * ds, gamma=0.5 * d_gamma * ds * ds, theta=d_theta * dt,
+            vega=d_vega * dv, vanna=d_vanna * ds * dv, volga=0.5 * d_volga * dv * dv,
+            carry=-held * jnp.expm1(r * dt), dividends=shares * new_spot * jnp.expm1(q * dt))
+        ex = {k: v + step_terms[k].astype(dtype) * to_end if k in step_terms else v
+              for k, v in ex.items()}
+        held_units = _split(c.position, has_option)[1]
+        return charged_parts(ex, trade, c.spot, None if units is None else units - held_units,
+                             c.option_price, draws, jnp.exp(r * (t_end - t)))
+
     def run_block(path_index):
         world0 = model.init(path_index)
         world0 = world0._replace(log_spot=world0.log_spot.astype(dtype))
@@ -482,7 +535,8 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces(),
                         gains=zeros, cost=zeros,
                         n_trades=jnp.zeros(path_index.shape, jnp.int32), paid=zeros,
                         memory=strategy.init_state(position0), option_price=price0,
-                        path=_path_init(book, world0.log_spot))
+                        path=_path_init(book, world0.log_spot),
+                        explain={k: zeros for k in ACCUMULATED} if explain else None)
 
         def body(c: _Carry, i):
             t = i.astype(dtype) * dt
@@ -514,6 +568,10 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces(),
                     held_value = ordered_sum(held_value, axis=-1)
                 gains = gains + held_value * to_end
                 o_price = new_price
+            ex = c.explain
+            if explain:
+                ex = explain_step(ex, c, world, new_spot, shares, units, t, i, trade, draws,
+                                  to_end)
             path = c.path
             if any(state is not None for state in path):
                 path = _path_update(book, path, path_step(
@@ -524,7 +582,7 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces(),
                 paid = paid + _payoffs_at(book, expiry, pay_step, new_spot, path, r) * to_end
             new = _Carry(world=world, spot=new_spot, position=target, gains=gains,
                          cost=cost, n_trades=n_trades, paid=paid, memory=memory,
-                         option_price=o_price, path=path)
+                         option_price=o_price, path=path, explain=ex)
             if not record:
                 return new, None
             return new, dict(spot=c.spot, variance=c.world.variance, delta=obs.delta,
@@ -551,6 +609,7 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces(),
                                        c.world.log_spot, jnp.asarray(t_end, dtype), alive,
                                        c.path)
             book_T = book_T + later
+        ex = c.explain
         if prep.unwind:
             draws = Draws(words, path_index, jnp.asarray(n, jnp.int32), dtype)
             cost = cost + charge(costs, -shares, spot_T, draws, _COST_STREAM)
@@ -559,7 +618,12 @@ def _simulate(prep: _Prepared, words, block, path_index, surfaces=_Surfaces(),
                 o_cost, o_trades = charge_options(-units, c.option_price, draws)
                 cost = cost + o_cost
                 n_trades = n_trades + o_trades
+            if explain:
+                ex = charged_parts(ex, -shares, spot_T, None if units is None else -units,
+                                   c.option_price, draws, 1.0)
         outputs = book_T, c.gains, cost, n_trades, shares, spot_T
+        if explain:
+            outputs = outputs + tuple(ex[k] for k in ACCUMULATED)
         if not record:
             return outputs
         final = dict(spot=c.spot, variance=c.world.variance, path=c.path)
@@ -635,8 +699,26 @@ _PARTS = (
 )
 
 
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {name}={value!r}")
+    return bool(value)
+
+
 def _check_finite_result(result: HedgeResult, path_offset: int) -> None:
     """Raise NonFiniteError naming the first non-finite part of the P&L (eager runs)."""
+    _check_finite_pnl(result, path_offset)
+    if result.attribution is not None:
+        for name, values in result.attribution.terms().items():
+            bad = np.flatnonzero(~np.isfinite(np.asarray(values)))
+            if bad.size:
+                raise NonFiniteError(
+                    f"hedge(): the P&L explain's {name} term is non-finite on {bad.size:,} of "
+                    f"{np.size(values):,} paths (first: path {path_offset + int(bad[0]):,}); "
+                    "check the hedge model's Greeks (its pricer near expiry)")
+
+
+def _check_finite_pnl(result: HedgeResult, path_offset: int) -> None:
     parts = (result.terminal_spot, result.initial_price, result.unhedged_pnl,
              result.hedge_error, result.cost)
     if bool(jnp.all(jnp.isfinite(result.pnl))) and all(
@@ -709,7 +791,7 @@ def _run(prep: _Prepared, n_paths: int, path_offset: jax.Array,
         trace = jax.tree.map(lambda x: x[:n_paths] if x.ndim > 1 else x, trace)
     else:
         outputs = _simulate(prep, words, block, path_index, surfaces)
-    book_T, gains, cost, n_trades, position, spot_T = (x[:n_paths] for x in outputs)
+    book_T, gains, cost, n_trades, position, spot_T = (x[:n_paths] for x in outputs[:6])
 
     unhedged = book_T - v0 * jnp.exp(r * grid.maturity)
     hedge_error = unhedged + gains
@@ -722,9 +804,30 @@ def _run(prep: _Prepared, n_paths: int, path_offset: jax.Array,
         pnl, hedge_error, cost, unhedged, position, spot_T = (
             eqx.branched_error_if(x, jnp.any(bad), jnp.argmax(bad), messages)
             for x in (pnl, hedge_error, cost, unhedged, position, spot_T))
+    attribution = None
+    if prep.attribution and not record:
+        attribution = _attribution(pnl, [x[:n_paths] for x in outputs[6:]], check_inside)
     return HedgeResult(pnl=pnl, hedge_error=hedge_error, cost=cost, n_trades=n_trades,
                        unhedged_pnl=unhedged, final_position=position, terminal_spot=spot_T,
-                       initial_price=v0, trace=trace)
+                       initial_price=v0, trace=trace, attribution=attribution)
+
+
+def _attribution(pnl, sums, check_inside: bool) -> Attribution:
+    """The `Attribution` from the explain's sums: the residual is what they leave of the
+    P&L (summed in the order of `TERMS`, as `Attribution.total`)."""
+    terms = dict(zip(ACCUMULATED, sums, strict=True))
+    explained = terms[ACCUMULATED[0]]
+    for name in ACCUMULATED[1:]:
+        explained = explained + terms[name]
+    terms["residual"] = pnl - explained
+    if check_inside:
+        bad = jnp.stack([~jnp.all(jnp.isfinite(terms[k])) for k in ACCUMULATED])
+        messages = tuple(f"hedge(): the P&L explain's {k} term is non-finite on some paths; "
+                         "check the hedge model's Greeks (its pricer near expiry)"
+                         for k in ACCUMULATED)
+        terms = {k: eqx.branched_error_if(v, jnp.any(bad), jnp.argmax(bad), messages)
+                 for k, v in terms.items()}
+    return Attribution(**terms)
 
 
 def _global_devices(local: tuple) -> list:
@@ -830,6 +933,7 @@ def hedge(
     progress: bool = False,
     pricing: str = "auto",
     record: int | None = None,
+    attribution: bool = False,
 ) -> HedgeResult:
     """Simulate hedging `book` with `strategy` over `grid` on `n_paths` paths of `model`.
 
@@ -891,6 +995,14 @@ def hedge(
             position, option units, trade, cost, path state). They are recomputed in a
             second, small compiled run (the same paths bit for bit, whatever the layout), so
             the main run is the unrecorded one and is not slowed.
+        attribution: also explain every path's P&L (`result.attribution`, an
+            `hj.Attribution`): the P&L split into delta, gamma, theta, vega, vanna, volga,
+            carry, dividends, costs by kind (commission, spread, impact, slippage) and an
+            unexplained residual, accrued to T and summing to `pnl` (module
+            `hedgejax._attribution` gives the definitions). The Greeks of the explain are the
+            hedge model's, from its exact pricer (also where `pricing` uses surfaces). It
+            computes four more derivatives of the book per path and step, so a run is
+            slower (about 2-4x for Black-Scholes books); the P&L itself is unchanged.
 
     Returns:
         A `HedgeResult` with per-path P&L, hedge error, cost and trade count (module docstring
@@ -905,11 +1017,12 @@ def hedge(
         (1000,)
     """
     prep, local = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model,
-                           unwind, block_size, devices, pricing, chunk_size)
+                           unwind, block_size, devices, pricing, chunk_size, attribution)
     _check_multiprocess(prep.n_paths, chunk_size, len(local))
-    # the per-path results (7 fields), twice over while chunks are joined
+    # the per-path results (7 fields, 20 with the explain), twice over while chunks are joined
     itemsize = jnp.dtype(float_dtype()).itemsize
-    check_memory(2 * 7 * itemsize * _round_up(prep.n_paths, _LANES),
+    fields = 20 if prep.attribution else 7
+    check_memory(2 * fields * itemsize * _round_up(prep.n_paths, _LANES),
                  f"hedge() with n_paths={prep.n_paths:,} (its per-path results)",
                  "use hj.stream_summary for statistics of many paths, or "
                  "hj.iter_hedge_chunks to process them chunk by chunk")
@@ -926,7 +1039,7 @@ def hedge(
                               *chunks)
     if record is None:
         return result
-    small = dataclasses.replace(prep, n_paths=0)
+    small = dataclasses.replace(prep, n_paths=0, attribution=False)
     traced = not all(is_concrete(x) for x in jax.tree.leaves(eqx.filter(prep, eqx.is_array)))
     trace = _run(small, record, jnp.uint32(0), traced, record=True).trace
     return dataclasses.replace(result, trace=trace)
@@ -937,7 +1050,8 @@ MAX_RECORD = 2**16
 
 
 def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwind,
-             block_size, devices, pricing="auto", chunk_size=None) -> tuple[_Prepared, tuple]:
+             block_size, devices, pricing="auto", chunk_size=None,
+             attribution=False) -> tuple[_Prepared, tuple]:
     """Validate `hedge()`'s inputs: the prepared inputs of `_run` and the local devices
     that share the paths."""
     if not isinstance(pricing, PriceSurface) and (not isinstance(pricing, str)
@@ -978,7 +1092,7 @@ def _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model, unwi
     prep = _Prepared(model=model, hedge_model=hedge_model, book=book, strategy=strategy,
                      costs=costs, grid=grid, n_paths=n_paths, key=key, expiry=expiry,
                      ends=ends, unwind=bool(unwind), block_size=block_size,
-                     surface=(surface, same))
+                     surface=(surface, same), attribution=_check_bool("attribution", attribution))
     return prep, tuple(jax.local_devices()[:n_devices])
 
 
