@@ -33,6 +33,11 @@ from ._exotics import (
     OneTouch as OneTouch,
     VarianceSwap as VarianceSwap,
 )
+from ._explain import (
+    explain_summary as explain_summary,
+    explain_table as explain_table,
+    plot_explain as plot_explain,
+)
 from ._fit import History as History, evaluate as evaluate, fit as fit, grid_search as grid_search
 from ._frontier import band_dominates as band_dominates, frontier as frontier
 from ._grid import TimeGrid as TimeGrid

@@ -16,6 +16,7 @@ NAMES = (
     "dynamic-vs-static",
     "frequency-vs-cost",
     "gamma-scalping",
+    "pnl-explain",
     "vega-hedging",
     "jump-risk",
     "model-risk",
