@@ -1179,12 +1179,13 @@ def iter_hedge_chunks(model: AbstractModel, book: Book | AbstractInstrument,
                       n_paths: int, key: jax.Array, *, chunk_size: int,
                       hedge_model: AbstractModel | None = None, unwind: bool = False,
                       block_size: int = DEFAULT_BLOCK_SIZE, devices: int | None = None,
-                      progress: bool = False, pricing: str = "auto") -> Iterator[HedgeResult]:
+                      progress: bool = False, pricing: str = "auto",
+                      attribution: bool = False) -> Iterator[HedgeResult]:
     """`hedge()` chunk by chunk: yields the `HedgeResult` of global paths 0..chunk_size-1,
     then the next chunk, and so on (the last may be shorter). Concatenated, they equal
     `hedge(..., n_paths, key)` bit for bit; only one chunk is in memory at a time."""
     prep, local = _prepare(model, book, strategy, costs, grid, n_paths, key, hedge_model,
-                           unwind, block_size, devices, pricing, chunk_size)
+                           unwind, block_size, devices, pricing, chunk_size, attribution)
     _check_multiprocess(prep.n_paths, chunk_size, len(local))
     yield from _chunks(prep, local, chunk_size, progress)
 

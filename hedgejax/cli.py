@@ -200,6 +200,22 @@ def _seed_arg(p: argparse.ArgumentParser, default: int | None) -> None:
                                                          " (default: the config's)"))
 
 
+# Commands that live in their own modules (desk analytics): each has `register(sub)`, which
+# adds its subparser (named as the key), and `run(args) -> int`, which runs it: prints its
+# result, writes its files, and refuses bad input with `_fail` (one line, exit 2).
+_EXTENSION_MODULES = {
+    "implied-vol": "hedgejax._cli_implied",
+    "calibrate": "hedgejax._cli_calibrate",
+    "rebalance": "hedgejax._cli_rebalance",
+}
+
+
+def _extensions() -> list:
+    import importlib
+
+    return [importlib.import_module(name) for name in _EXTENSION_MODULES.values()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="hedgejax", description="Monte Carlo hedging engine in JAX.")
     parser.add_argument("--version", action="version", version=f"hedgejax {__version__}")
@@ -208,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("price", help="Black-Scholes price of an option")
     _market_args(p)
+    for module in _extensions():
+        module.register(sub)
     p = sub.add_parser("greeks", help="autodiff Greeks of an option")
     _market_args(p)
 
@@ -270,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=_number, default=0.99, help="VaR/ES confidence, in (0, 1)")
     p.add_argument("--plot", metavar="FILE.png", default=None,
                    help="write a histogram of hedged vs unhedged P&L")
+    p.add_argument("--explain", action="store_true",
+                   help="also explain the P&L: mean and std of its delta, gamma, theta, "
+                        "carry, cost and residual terms (hj.hedge(..., attribution=True))")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (shown on a terminal for runs of seconds)")
     return parser
@@ -593,7 +614,8 @@ def _simulate(hj, model, book, strategy, costs, grid, args, hedge_model, progres
     import jax.numpy as jnp
 
     key = jax.random.key(args.seed)
-    options = {"hedge_model": hedge_model, "unwind": args.unwind}
+    options = {"hedge_model": hedge_model, "unwind": args.unwind,
+               "attribution": args.explain}
     if not progress or args.paths * args.steps < _PROGRESS_MIN_WORK:
         return hj.hedge(model, book, strategy, costs, grid, n_paths=args.paths, key=key,
                         **options)
@@ -655,6 +677,11 @@ def _hedge(hj, args) -> tuple[dict[str, Any], dict[str, str]]:
         result = _simulate(hj, world, book, strategy, costs, grid, args, hedger,
                            _progress_wanted(args))
     stats, notes = _summary(hj, result, args.alpha)
+    if args.explain:    # the terms that are not 0 on every path
+        for row in hj.explain_summary(result.attribution, result.pnl)[:-1]:
+            if not row["zero"]:
+                stats[f"explain_{row['term']}_mean"] = row["mean"]
+                stats[f"explain_{row['term']}_std"] = row["std"]
     if args.plot:
         from ._plots import pnl_histogram
 
@@ -792,8 +819,16 @@ def _rows(args, values: dict[str, Any]) -> list[tuple[str, str]]:
     from .experiments._framework import format_value
 
     alpha = _text(getattr(args, "alpha", ""))
-    return [(_LABELS.get(k, k).format(alpha=alpha), format_value(v))
+    return [(_LABELS.get(k, _explain_label(k)).format(alpha=alpha), format_value(v))
             for k, v in values.items()]
+
+
+def _explain_label(key: str) -> str:
+    """'explain_gamma_mean' -> 'P&L explain: gamma, mean ($)'; other keys unchanged."""
+    if not key.startswith("explain_"):
+        return key
+    term, stat = key[len("explain_"):].rsplit("_", 1)
+    return f"P&L explain: {term}, {stat} ($)"
 
 
 def _show(args, values: dict[str, Any], notes: dict[str, str]) -> None:
@@ -1030,6 +1065,10 @@ def _main(argv: Sequence[str] | None) -> int:
     _CONTEXT["x64"] = bool(getattr(args, "x64", False))
     if args.command == "bench":
         return _bench(args)
+    if args.command in _EXTENSION_MODULES:
+        import importlib
+
+        return importlib.import_module(_EXTENSION_MODULES[args.command]).run(args)
     _check_args(args)
     if args.command == "experiment":
         return _experiment(args)

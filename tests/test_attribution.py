@@ -244,3 +244,21 @@ def test_attribution_must_be_a_bool(bad):
     with pytest.raises(ValueError, match="attribution must be True or False"):
         hj.hedge(hj.BlackScholes(100.0, 0.2), hj.EuropeanCall(100.0, 0.5), hj.DeltaHedge(),
                  None, hj.TimeGrid(0.5, 4), 64, KEY, attribution=bad)
+
+
+def test_hedge_command_explains_the_pnl(capsys):
+    import json
+
+    from hedgejax.cli import main
+
+    assert main(["hedge", "--paths", "4096", "--steps", "16", "--maturity", "0.25",
+                 "--cost", "0.001", "--explain", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    means = {k[len("explain_"):-len("_mean")]: v for k, v in results.items()
+             if k.startswith("explain_") and k.endswith("_mean")}
+    assert set(means) == {"gamma", "theta", "commission", "residual"}   # the others are 0
+    assert abs(sum(means.values()) - results["mean"]) < 1e-4 * (1 + abs(results["mean"]))
+    assert abs(means["commission"] + results["mean_cost"]) < 1e-5
+    # hedged at the true vol: gamma and theta cancel on average (the theta term is exact,
+    # the gamma term's SE is below its std / sqrt(paths))
+    assert abs(means["gamma"] + means["theta"]) < 4 * results["explain_gamma_std"] / 64
