@@ -47,6 +47,7 @@ from ._hedge import (
     hedge as hedge,
     iter_hedge_chunks as iter_hedge_chunks,
 )
+from ._implied import implied_vol as implied_vol
 from ._indifference import (
     IndifferencePrice as IndifferencePrice,
     indifference_price as indifference_price,
