@@ -83,6 +83,7 @@ from ._pricing import (
     price as price,
     register_pricer as register_pricer,
 )
+from ._rebalance import Rebalance as Rebalance, rebalance as rebalance
 from ._strategies import (
     AbstractStrategy as AbstractStrategy,
     AsymmetricBand as AsymmetricBand,
@@ -100,6 +101,7 @@ from ._strategies import (
     StaticHedge as StaticHedge,
     WhalleyWilmott as WhalleyWilmott,
 )
+from ._strategy_file import load_strategy as load_strategy, save_strategy as save_strategy
 from ._stream import stream_summary as stream_summary
 from ._surface import PriceSurface as PriceSurface
 from ._validate import (
