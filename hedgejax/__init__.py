@@ -12,6 +12,12 @@ device); jax's own settings (`XLA_FLAGS=--xla_force_host_platform_device_count=N
 
 from . import data as data, features as features, risk as risk
 from ._attribution import Attribution as Attribution
+from ._calibrate import (
+    Calibration as Calibration,
+    Quotes as Quotes,
+    calibrate as calibrate,
+    check_no_arbitrage as check_no_arbitrage,
+)
 from ._costs import (
     AbstractCost as AbstractCost,
     CostSum as CostSum,
