@@ -25,6 +25,21 @@ BOUNDS = {"contracts": Positive(), "delta": Between(0.0, 1.0), "option_maturity"
           "commission": NonNegative(), "bands": Positive()}
 
 
+def desk_book(model, cfg: dict):
+    """The market-maker's book from its config: (strike, the call, the hedging grid of
+    `days` trading days at `per_day` rebalances). The strike gives the call the config's
+    `delta` under `model`."""
+    import hedgejax as hj
+
+    strike = strike_for_delta(model, cfg["option_maturity"], cfg["delta"])
+    call = hj.EuropeanCall(strike, cfg["option_maturity"])
+    horizon = cfg["days"] / 252
+    if horizon > cfg["option_maturity"]:
+        raise ValueError(f"config key 'days' must be at most option_maturity x 252 = "
+                         f"{cfg['option_maturity'] * 252:g}, got {cfg['days']}")
+    return strike, call, hj.TimeGrid(horizon, cfg["days"] * cfg["per_day"])
+
+
 def strike_for_delta(model, maturity: float, delta: float) -> float:
     """The strike whose call has the given Black-Scholes delta (bisection on the autodiff
     delta, which falls as the strike rises)."""
@@ -73,13 +88,8 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     import hedgejax as hj
 
     model = hj.BlackScholes(cfg["spot"], cfg["vol"], cfg["rate"])
-    strike = strike_for_delta(model, cfg["option_maturity"], cfg["delta"])
-    call = hj.EuropeanCall(strike, cfg["option_maturity"])
-    horizon = cfg["days"] / 252
-    if horizon > cfg["option_maturity"]:
-        raise ValueError(f"config key 'days' must be at most option_maturity x 252 = "
-                         f"{cfg['option_maturity'] * 252:g}, got {cfg['days']}")
-    grid = hj.TimeGrid(horizon, cfg["days"] * cfg["per_day"])
+    strike, call, grid = desk_book(model, cfg)
+    horizon = grid.maturity
     book = hj.Book([call], quantities=[cfg["contracts"]])
     costs = hj.Fixed(cfg["commission"])
     key, n = ctx.key, cfg["paths"]

@@ -89,18 +89,12 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
     import hedgejax as hj
 
     from .._explain import explain_summary, plot_explain
-    from .market_maker import strike_for_delta
+    from .market_maker import desk_book
 
     implied, spot, contracts = cfg["vol"], cfg["spot"], cfg["contracts"]
     hedge_model = hj.BlackScholes(spot, implied)
-    strike = strike_for_delta(hedge_model, cfg["option_maturity"], cfg["delta"])
-    call = hj.EuropeanCall(strike, cfg["option_maturity"])
-    horizon = cfg["days"] / 252
-    if horizon > cfg["option_maturity"]:
-        raise ValueError(f"config key 'days' must be at most option_maturity x 252 = "
-                         f"{cfg['option_maturity'] * 252:g}, got {cfg['days']}")
-    n_steps = cfg["days"] * cfg["per_day"]
-    grid = hj.TimeGrid(horizon, n_steps)
+    strike, call, grid = desk_book(hedge_model, cfg)
+    horizon, n_steps = grid.maturity, grid.n_steps
     dt = horizon / n_steps
     book = hj.Book([call], quantities=[contracts])
     costs = hj.Fixed(cfg["commission"])
