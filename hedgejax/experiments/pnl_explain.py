@@ -41,7 +41,7 @@ from ._common import figure, plural
 from ._framework import AtLeast, Between, Context, NonNegative, Outcome, Positive
 
 NAME = "pnl-explain"
-QUESTION = ("The market-maker book delta-hedged daily: what do delta, gamma, theta, "
+QUESTION = ("A market maker's book of calls delta-hedged daily: what do delta, gamma, theta, "
             "commission and the residual each contribute to its P&L, and how does the explain "
             "show hedging at the wrong vol (gamma + theta against 1/2 Gamma S^2 (realised^2 - "
             "implied^2) dt)?")
