@@ -94,6 +94,11 @@ def _column(name: str, value: Any, n: int | None) -> jax.Array:
     return arr if n is None else jnp.broadcast_to(arr, (n,))
 
 
+# Largest implied vol a quote may carry (1,000% a year): above it a quote's price is at the
+# no-arbitrage upper bound to working precision and carries no information.
+MAX_IV = 10.0
+
+
 class Quotes(eqx.Module):
     """Market quotes of European calls and puts on one underlying, for `calibrate()`.
 
@@ -104,7 +109,7 @@ class Quotes(eqx.Module):
             vols the kind only selects which option's price `Calibration.quote_price`
             reports (the implied vol of a call and a put is the same, by put-call parity).
         price: option prices (currency), shape (n,); or
-        iv: Black-Scholes implied vols (annual, > 0; 0.2 is 20%), shape (n,); exactly one
+        iv: Black-Scholes implied vols (annual, in (0, 10]; 0.2 is 20%), shape (n,); exactly one
             of `price` and `iv`.
         weight: weights w_i >= 0 of the least-squares objective (default 1 each; at least
             one > 0).
@@ -164,7 +169,8 @@ class Quotes(eqx.Module):
         for name, ok, allowed in (("strike", lambda a: a > 0, "finite and > 0"),
                                   ("maturity", lambda a: a > 0, "finite and > 0"),
                                   ("price", lambda a: a >= 0, "finite and >= 0"),
-                                  ("iv", lambda a: a > 0, "finite and > 0"),
+                                  ("iv", lambda a: (a > 0) & (a <= MAX_IV),
+                                   f"finite and in (0, {MAX_IV:g}] (annual)"),
                                   ("weight", lambda a: a >= 0, "finite and >= 0"),
                                   ("rate", lambda a: a == a, "finite"),
                                   ("div", lambda a: a == a, "finite")):

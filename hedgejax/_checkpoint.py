@@ -66,6 +66,13 @@ def fingerprint(tree: Any) -> str:
     digest.update(type(tree).__name__.encode())
     digest.update(_structure(tree).encode())
     for leaf in jax.tree.leaves(tree):
+        if callable(leaf) and not isinstance(leaf, (np.ndarray, jax.Array)):
+            # a function leaf (an MLP's activation): its name, not its memory address,
+            # which differs from process to process
+            name = getattr(leaf, "__qualname__", None) or type(leaf).__qualname__
+            module = getattr(leaf, "__module__", None) or type(leaf).__module__
+            digest.update(f"callable {module}.{name}".encode())
+            continue
         arr = _key_data(leaf)
         digest.update(f"{arr.dtype}{arr.shape}".encode())
         digest.update(np.ascontiguousarray(arr).tobytes())

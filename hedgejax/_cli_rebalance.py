@@ -257,10 +257,15 @@ def _read_state(path: str) -> list:
     from .cli import _fail
     from .experiments._framework import read_small_text
 
+    text = None
     try:
-        payload = json.loads(read_small_text(path, "file", limit=64 * 2**20))
+        text = read_small_text(path, "file", limit=64 * 2**20)
+        payload = json.loads(text)
     except ValueError as err:
-        _fail(f"--state: {_first_line(err)}")
+        if text is None:        # not read: the reader's message names the problem
+            _fail(f"--state: {_first_line(err)}")
+        _fail(f"--state {path} is not a JSON file written by hedgejax rebalance --out "
+              f"({_first_line(err)})")
     if not isinstance(payload, dict) or "state" not in payload:
         _fail(f"--state {path}: not a JSON file written by hedgejax rebalance --out (no "
               "'state')")
@@ -286,7 +291,8 @@ def _check_keys(table: Any, where: str, allowed: tuple[str, ...], required: tupl
                   f"{', '.join(allowed)})")
     for key in required:
         if key not in table:
-            _fail(f"--book {source}: '{where}' needs the key '{key}'")
+            _fail(f"--book {source}: {f'[{where}]' if where else 'the file'} needs the key "
+                  f"'{key}'")
     return table
 
 

@@ -34,8 +34,8 @@ def _term_arrays(attribution: Any, pnl: Any) -> tuple[dict[str, np.ndarray], np.
     """The terms as float64 arrays (n_paths,) and the P&L (given, or the terms' sum), checked:
     an `Attribution`, 1-D arrays of one length >= 2, finite, and `pnl` their sum to rounding."""
     if not isinstance(attribution, Attribution):
-        raise TypeError(f"attribution must be an Attribution (from hedge(..., "
-                        f"attribution=True)), got {type(attribution).__name__}")
+        raise ValueError(f"attribution must be an Attribution (from hedge(..., "
+                         f"attribution=True)), got {type(attribution).__name__}")
     raw = attribution.terms()
     dtypes = [np.asarray(v).dtype for v in raw.values()]
     terms = {name: np.asarray(v, dtype=np.float64) for name, v in raw.items()}
@@ -68,8 +68,8 @@ def _term_arrays(attribution: Any, pnl: Any) -> tuple[dict[str, np.ndarray], np.
     worst = int(np.argmax(gap - 1e3 * eps * scale))
     if gap[worst] > 1e3 * eps * scale[worst] + 1e-300:
         raise ValueError(f"pnl is not the sum of the attribution's terms: on path {worst} "
-                         f"pnl={pnl[worst]!r} but the terms sum to {total[worst]!r} (pass the "
-                         f"pnl of the same hedge() run)")
+                         f"pnl={float(pnl[worst])!r} but the terms sum to "
+                         f"{float(total[worst])!r} (pass the pnl of the same hedge() run)")
     return terms, pnl
 
 
@@ -106,9 +106,9 @@ def explain_summary(attribution: Attribution, pnl: Any = None) -> list[dict[str,
         The total row's statistics are the P&L's. Plain Python floats (JSON-ready).
 
     Raises:
-        TypeError: `attribution` is not an `Attribution`.
-        ValueError: arrays not of one shape (n_paths,), fewer than 2 paths, a non-finite
-            value (naming the term and the path), or `pnl` not the terms' sum.
+        ValueError: `attribution` is not an `Attribution`; arrays not of one shape
+            (n_paths,), fewer than 2 paths, a non-finite value (naming the term and the
+            path), or `pnl` not the terms' sum.
 
     Statistics: module docstring (the variance share is the Euler allocation; Tasche 2007).
 

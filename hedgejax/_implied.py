@@ -486,7 +486,8 @@ def implied_vol(price: Any, instrument: EuropeanCall | EuropeanPut | Book, spot:
         spot: price of the underlying at `t` (currency, > 0).
         rate: continuously compounded risk-free rate per year.
         div: continuous dividend yield per year.
-        t: valuation time in years from 0; the time to maturity is tau = maturity - t > 0.
+        t: valuation time in years, any finite value as in `hj.price` (a negative t values
+            the option before time 0); the time to maturity is tau = maturity - t > 0.
 
     `price`, the instrument's strike and maturity, `spot`, `rate`, `div` and `t` broadcast
     together; the result has their broadcast shape (for a Book: (n,) broadcast with the
@@ -532,6 +533,14 @@ def implied_vol(price: Any, instrument: EuropeanCall | EuropeanPut | Book, spot:
         check(name, value, lambda a: np.ones(np.shape(a), bool), "finite")
     own_shapes = {"price": jnp.shape(price), "maturity": jnp.shape(maturity)}
     inputs = (price, spot, strike, maturity, t, rate, div, sign)
+    names = ("price", "spot", "strike", "maturity", "t", "rate", "div")
+    try:
+        jnp.broadcast_shapes(*(jnp.shape(a) for a in inputs))
+    except ValueError:
+        shapes = ", ".join(f"{n} {jnp.shape(a)}" for n, a in zip(names, inputs, strict=False)
+                           if jnp.shape(a))
+        raise ValueError(f"price, the instrument's strike and maturity, spot, rate, div and t "
+                         f"must broadcast together, got shapes {shapes}") from None
     if all(is_concrete(a) for a in inputs):
         return _eager(*np.broadcast_arrays(*(np.asarray(a) for a in inputs)), own_shapes)
     price, spot, strike, maturity, t, rate, div, sign = jnp.broadcast_arrays(*inputs)

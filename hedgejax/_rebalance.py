@@ -352,7 +352,7 @@ def _decide(model, book, expiry, costs, strategy, grid, step, time, spot, varian
 def _step_of(t: Any, grid: TimeGrid, dtype) -> tuple[int, Any]:
     """(grid step, time as the strategy sees it) for `t` years since the book's start; the
     time is None on a grid time (then i x dt, as in `hedge()`)."""
-    if isinstance(t, (bool, np.bool_)) or not is_concrete(t) or np.ndim(t) != 0:
+    if isinstance(t, (bool, np.bool_, str, bytes)) or not is_concrete(t) or np.ndim(t) != 0:
         raise ValueError(f"t must be a real number (years since the book's start), got t={t!r}")
     try:
         value = float(t)

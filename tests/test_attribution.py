@@ -262,3 +262,15 @@ def test_hedge_command_explains_the_pnl(capsys):
     # hedged at the true vol: gamma and theta cancel on average (the theta term is exact,
     # the gamma term's SE is below its std / sqrt(paths))
     assert abs(means["gamma"] + means["theta"]) < 4 * results["explain_gamma_std"] / 64
+
+
+def test_with_rates_theta_and_financing_cancel_gamma_on_average(x64):
+    """The Black-Scholes equation Theta + 1/2 sigma^2 S^2 Gamma + (r - q) S Delta - r V = 0:
+    hedged every step at the true vol, gamma + theta + carry + dividends has mean ~ 0 (the
+    financing of the book and the shares and the dividends on them are the last two)."""
+    res = hj.hedge(hj.BlackScholes(100.0, 0.2, rate=0.05, div=0.02), hj.EuropeanCall(100.0, 0.5),
+                   hj.DeltaHedge(), None, hj.TimeGrid(0.5, 32), 8192, KEY, attribution=True)
+    a = res.attribution
+    both = np.asarray(a.gamma + a.theta + a.carry + a.dividends)
+    assert abs(both.mean()) < 4 * both.std(ddof=1) / np.sqrt(both.size) + 1e-3
+    assert abs(float(jnp.mean(a.carry))) > 0.1 and abs(float(jnp.mean(a.dividends))) > 0.1

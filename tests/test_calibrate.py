@@ -126,7 +126,8 @@ def test_quotes_refuse_bad_input_by_name():
         Quotes([90.0, 100.0], 1.0, iv=[0.2, 0.2, 0.2])
     with pytest.raises(ValueError, match=r"kind must be 'call' or 'put', got kind\[1\]"):
         Quotes([90.0, 100.0], 1.0, ["call", "straddle"], iv=[0.2, 0.2])
-    with pytest.raises(ValueError, match=r"iv must be finite and > 0, got iv\[0\]=nan"):
+    with pytest.raises(ValueError,
+                       match=r"iv must be finite and in \(0, 10\] \(annual\), got iv\[0\]=nan"):
         Quotes([90.0], 1.0, iv=[float("nan")])
     with pytest.raises(ValueError, match="weight must have at least one entry > 0"):
         Quotes([90.0], 1.0, iv=[0.2], weight=[0.0])
@@ -494,3 +495,8 @@ def test_fixed_parameters_stay_put(x64):
     assert float(fit.model.kappa) == 2.0
     for name in fit.names:
         assert fit.parameters[name] == pytest.approx(HESTON[name], abs=1e-6), name
+
+
+def test_quotes_refuse_an_implied_vol_above_the_allowed_range():
+    with pytest.raises(ValueError, match=r"iv must be finite and in \(0, 10\].*iv\[1\]"):
+        hj.Quotes([90.0, 100.0, 110.0], 0.5, iv=[0.2, 1e6, 0.2])

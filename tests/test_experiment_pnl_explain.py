@@ -74,7 +74,7 @@ def test_summary_refuses_what_it_cannot_summarise():
     one = Attribution(**{t: np.zeros(1) for t in TERMS})
     with pytest.raises(ValueError, match="at least 2 paths"):
         explain_summary(one)
-    with pytest.raises(TypeError, match="attribution must be an Attribution"):
+    with pytest.raises(ValueError, match="attribution must be an Attribution"):
         explain_summary(pnl)
 
 

@@ -306,3 +306,9 @@ def test_cli_bad_input_one_line_exit_2(capsys, argv, match):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and match in err, err
+
+
+def test_inputs_that_do_not_broadcast_are_named():
+    with pytest.raises(ValueError, match=r"must broadcast together.*price \(3,\).*strike \(2,\)"):
+        hj.implied_vol(np.array([5.0, 6.0, 7.0]), hj.EuropeanCall(np.array([100.0, 110.0]), 1.0),
+                       100.0)

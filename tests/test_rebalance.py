@@ -542,3 +542,31 @@ def test_cli_rebalance_refuses_bad_input_in_one_line(tmp_path, capsys):
                           "100", "--position", "0", "--time", "0.7"], capsys)
     assert "--time must be in [0, 0.5)" in message
     assert "required" in _cli_error(["rebalance", "--book", str(book)], capsys)
+
+
+def test_a_saved_neural_policy_loads_in_another_process(tmp_path):
+    """The file is self-contained: a policy saved here loads bit for bit in a fresh
+    interpreter (its activation functions are recorded by name, not by address)."""
+    import subprocess
+    import sys
+
+    policy = hj.NeuralHedge(jax.random.key(3), hidden=8, depth=1, hidden_state=2)
+    path = tmp_path / "policy.eqx"
+    hj.save_strategy(path, policy)
+    code = ("import sys, numpy as np, jax, equinox as eqx, hedgejax as hj\n"
+            "p = hj.load_strategy(sys.argv[1])\n"
+            "print(float(sum(np.abs(np.asarray(x, np.float64)).sum()\n"
+            "      for x in jax.tree.leaves(eqx.filter(p, eqx.is_array)))).hex())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    here = float(sum(np.abs(np.asarray(x, np.float64)).sum()
+                     for x in jax.tree.leaves(eqx.filter(policy, eqx.is_array))))
+    assert out.stdout.strip() == here.hex()
+
+
+@pytest.mark.parametrize("t", ["0.1", b"0.1"])
+def test_rebalance_refuses_a_time_that_is_not_a_number(t):
+    with pytest.raises(ValueError, match="t must be a real number"):
+        hj.rebalance(hj.DeltaHedge(), hj.EuropeanCall(100.0, 0.25), hj.BlackScholes(100.0, 0.2),
+                     spot=101.0, t=t, position=0.0, grid=hj.TimeGrid(0.25, 63))
