@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import warnings
+from pathlib import Path
 
 from .cli import _FLOAT_MAX, _fail, _first_line, _integer, _json_number, _number, _stdout, _text
 
@@ -164,7 +165,7 @@ def _table(args: argparse.Namespace, fit, notes: list[str]) -> None:
     quotes = fit.quotes
     console = Console(width=80)
     console.print(escape(f"{type(fit.model).__name__} fitted to {quotes.n:,} quotes of "
-                         f"{args.quotes}"))
+                         f"{Path(args.quotes).name}"))
     console.print(table)
     print(f"RMSE {100 * float(fit.rmse):,.4f} vol points (model - quote implied vol)")
     print(f"largest residual {100 * float(fit.residuals[worst]):+,.4f} vol points, at strike "

@@ -124,6 +124,7 @@ def _heston_world_replay():
     return res.trace
 
 
+@pytest.mark.slow  # ~8 s: a Heston world and a GRU policy compile
 def test_rebalance_replays_a_heston_world_and_a_recurrent_policy_float32():
     """float32 (the default): the same layout and compiled arithmetic give the same bits."""
     assert _heston_world_replay().spot.dtype == np.float32
