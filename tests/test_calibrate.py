@@ -321,6 +321,7 @@ def _model_ivs(model, strike, maturity):
     return implied_vol(calls, hj.EuropeanCall(strike, maturity), S, R, Q)
 
 
+@pytest.mark.slow  # ~16 s: compiles the Heston solver
 def test_heston_fit_of_the_published_dax_surface(x64):
     """Sepp's DAX surface (hedgejax/data/calibration_dax_2002.csv) from QuantLib's start: the
     sum of squared vol errors in points, QuantLib's ImpliedVolError metric, is the published

@@ -74,6 +74,7 @@ def test_standard_case_fit_matches_a_fine_grid_search():
     assert history.objective[-20:].mean() < history.objective[:5].mean()
 
 
+@pytest.mark.slow  # ~18 s: four fits
 def test_fitted_width_grows_with_cost_and_shrinks_with_lam():
     """Whalley-Wilmott: the optimal half-width scales like (cost / risk aversion)^(1/3)."""
     def width(rate, lam):

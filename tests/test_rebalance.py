@@ -135,6 +135,7 @@ def test_rebalance_replays_a_heston_world_and_a_recurrent_policy_float64(x64):
     assert _heston_world_replay().spot.dtype == np.float64
 
 
+@pytest.mark.slow  # ~8 s: barrier pricers compile in the replay and in hedge()
 def test_rebalance_replays_a_barrier_book_with_its_path_state(x64):
     """A down-and-out call (continuous monitoring, the Brownian-bridge knock in the world),
     hedged by a stateful wrapper (rebalance when spot moved 1% since the last rebalance)
