@@ -1002,7 +1002,9 @@ def hedge(
             `hedgejax._attribution` gives the definitions). The Greeks of the explain are the
             hedge model's, from its exact pricer (also where `pricing` uses surfaces). It
             computes four more derivatives of the book per path and step, so a run is
-            slower (about 2-4x for Black-Scholes books); the P&L itself is unchanged.
+            slower (about 2-4x for Black-Scholes books). The P&L is unchanged: bit for bit
+            for Black-Scholes worlds, to rounding (1e-15) where XLA fuses the added Greeks of
+            Heston or Merton pricers with the strategy's differently.
 
     Returns:
         A `HedgeResult` with per-path P&L, hedge error, cost and trade count (module docstring
