@@ -67,3 +67,16 @@ def check_run_folder(folder, name):
         assert (folder / f"{stem}.png").stat().st_size > 0
     assert payload["findings"]
     return payload
+
+
+def run_cli(argv, capsys):
+    """`hedgejax.cli.main(argv)` as the shell runs it: (exit status, stdout, stderr); a
+    refusal's SystemExit becomes its status."""
+    from hedgejax import cli
+
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -18,6 +18,7 @@ from importlib.resources import as_file, files
 import jax
 import numpy as np
 import pytest
+from conftest import run_cli as _run_cli
 
 import hedgejax as hj
 from hedgejax._calibrate import Quotes, calibrate, check_no_arbitrage
@@ -393,15 +394,6 @@ def test_merton_recovers_parameters_from_its_series(x64):
 # Command line
 # ---------------------------------------------------------------------------------------
 
-def _run_cli(argv, capsys):
-    from hedgejax import cli
-
-    try:
-        code = cli.main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_calibrate_fits_and_writes_json(tmp_path, capsys):

@@ -11,18 +11,9 @@ import os
 import stat
 
 import pytest
+from conftest import run_cli as _run_cli
 
-from hedgejax import cli
 from hedgejax.experiments import NAMES, _framework
-
-
-def _run_cli(argv, capsys):
-    try:
-        code = cli.main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_every_experiment_has_a_module_and_a_default_config():
