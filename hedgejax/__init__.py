@@ -18,6 +18,7 @@ from ._calibrate import (
     calibrate as calibrate,
     check_no_arbitrage as check_no_arbitrage,
 )
+from ._convertible import Convertible as Convertible
 from ._costs import (
     AbstractCost as AbstractCost,
     CostSum as CostSum,
@@ -70,12 +71,16 @@ from ._models import (
     AbstractModel as AbstractModel,
     BlackScholes as BlackScholes,
     Bootstrap as Bootstrap,
+    Feedback as Feedback,
     FellerWarning as FellerWarning,
     Heston as Heston,
     HistoricalPaths as HistoricalPaths,
+    MergerPaths as MergerPaths,
+    MergerTarget as MergerTarget,
     Merton as Merton,
     ModelState as ModelState,
     load_prices_csv as load_prices_csv,
+    merger_paths as merger_paths,
 )
 from ._montecarlo import (
     MCGreek as MCGreek,

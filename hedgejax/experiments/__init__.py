@@ -25,4 +25,8 @@ NAMES = (
     "historical",
     "exotic-hedging",
     "deep-hedging",
+    "feedback",
+    "convertible-arbitrage",
+    "merger-arbitrage",
+    "tail-risk",
 )
