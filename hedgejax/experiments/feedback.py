@@ -180,7 +180,8 @@ def run(cfg: dict[str, Any], ctx: Context) -> Outcome:
                  f" years) on a share of the float; impact {rho:g} in log price per unit of "
                  f"the float; base Black-Scholes vol {vol:.0%} (Merton jumps in the 1987 rows); "
                  f"{grid.n_steps} daily steps, {n:,} paths. Vols annual; crash depth = loss of "
-                 "the 1% worst horizon return; crash-day return = mean loss on the jump day."),
+                 "the 1% worst horizon return; jump-day loss = mean fall of the price on the "
+                 "day of the largest fundamental fall, in the paths where it is a jump."),
         headers={"hedgers": "hedgers", "share": "share of float",
                  "illiquidity": "rho S dh/dS at t0", "theory_vol": "theory vol at t0",
                  "realised_vol": "realised vol", "vol_stderr": "vol std error",
