@@ -50,12 +50,13 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._instruments import AbstractInstrument, Digital, EuropeanCall
 from ._models.black_scholes import BlackScholes
 from ._models.merton import Merton
 from ._pricing.registry import _pricer, register_pricer
-from ._validate import check, check_nonnegative, check_positive, float_param
+from ._validate import check, check_nonnegative, check_positive, float_param, is_concrete
 
 
 class Convertible(AbstractInstrument):
@@ -106,6 +107,16 @@ class Convertible(AbstractInstrument):
         check_nonnegative("hazard", self.hazard)
         check("recovery", self.recovery, lambda a: (a >= 0) & (a <= 1), "in [0, 1]")
         check("default_jump", self.default_jump, lambda a: (a >= 0) & (a <= 1), "in [0, 1]")
+        # The conversion option's forward grows like e^{hazard x default_jump x maturity}
+        # before survival e^{-hazard x maturity} scales it back: past 50 (survival ~2e-22,
+        # a bond that surely defaults) float32 overflows, so such bonds are refused by name.
+        lam_t = self.hazard * self.maturity
+        if is_concrete(lam_t) and float(np.max(np.asarray(lam_t))) > _MAX_HAZARD_YEARS:
+            raise ValueError(
+                f"hazard x maturity must be <= {_MAX_HAZARD_YEARS:g} (survival "
+                f"e^-{_MAX_HAZARD_YEARS:g}: default is certain), got hazard="
+                f"{float(np.max(np.asarray(self.hazard))):g} with maturity="
+                f"{float(np.max(np.asarray(self.maturity))):g}")
 
     @property
     def strike(self) -> jax.Array:
@@ -126,6 +137,9 @@ class Convertible(AbstractInstrument):
         return (self.face + self.coupons
                 + self.conversion_ratio * width * jax.nn.softplus(excess / (
                     self.conversion_ratio * width)))
+
+
+_MAX_HAZARD_YEARS = 50.0
 
 
 def _annuity(rate: jax.Array, tau: jax.Array) -> jax.Array:

@@ -12,6 +12,8 @@ estimate). Variance reduction:
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -274,6 +276,13 @@ def mc_greeks(model: AbstractModel, instrument: AbstractInstrument, n_paths: int
     model, instrument = runtime_checked((model, instrument))
     check_positive("smoothing", smoothing)
     vega_name = model.vega_field
+    fields = {f.name for f in dataclasses.fields(model)
+              if not isinstance(getattr(type(model), f.name, None), property)}
+    if "spot" not in fields or vega_name not in fields:
+        raise ValueError(
+            f"mc_greeks bumps the model's spot and vol fields; {type(model).__name__} has "
+            f"{'no vol field' if 'spot' in fields else 'a derived spot'} (it wraps or combines "
+            "other models): take Greeks of its parts, or finite differences of mc_price")
     if isinstance(instrument, AbstractPathDependent):
         return _bumped_greeks(model, instrument, n_paths, key, n_steps, antithetic, maturity)
     smooth = not _continuous(instrument)

@@ -210,3 +210,11 @@ def test_experiment_runs_small(tmp_path):
     assert len(vol_rows) >= 3
     for r in vol_rows:
         assert abs(r["mean_pnl"] - r["theory_mean"]) < 4 * r["stderr"] + 1e-3, r
+
+
+@pytest.mark.parametrize("hazard,maturity", [(10.0, 10.0), (90.0, 1.0), (50.0, 2.0)])
+def test_a_bond_certain_to_default_is_refused_by_name(hazard, maturity):
+    import hedgejax as hj
+
+    with pytest.raises(ValueError, match="hazard x maturity must be <= 50"):
+        hj.Convertible(100.0, 0.8, maturity, hazard=hazard)

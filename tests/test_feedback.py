@@ -135,3 +135,29 @@ def test_experiment_runs_small(tmp_path):
     none, up, down = (rows[k]["realised_vol"] for k in ("no hedgers", "portfolio insurers",
                                                          "market makers"))
     assert down < none < up
+
+
+def test_traced_impact_runs_under_jit_and_helpers_refuse_bad_inputs():
+    import jax
+
+    import hedgejax as hj
+
+    base = hj.BlackScholes(100.0, 0.2)
+    hedgers = hj.Book([hj.EuropeanPut(95.0, 1.0)], quantities=[-0.05])
+    grid = hj.TimeGrid(5 / 252, 5)
+
+    def mean_spot(impact):
+        return hj.simulate(hj.Feedback(base, hedgers, impact), grid, 8,
+                           jax.random.key(0)).mean()
+
+    assert float(jax.jit(mean_spot)(0.5)) == pytest.approx(float(mean_spot(0.5)), rel=1e-6)
+    world = hj.Feedback(base, hedgers, 1.0)
+    for call, name in [(lambda: world.illiquidity(-1.0), "spot"),
+                       (lambda: world.illiquidity(float("nan")), "spot"),
+                       (lambda: world.illiquidity(t=-1.0), "t"),
+                       (lambda: world.effective_vol(-0.2), "vol"),
+                       (lambda: world.effective_vol(float("nan")), "vol")]:
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            call()
+    with pytest.raises(ValueError, match="mc_greeks bumps the model's spot"):
+        hj.mc_greeks(world, hj.EuropeanCall(100.0, 0.25), 16, jax.random.key(0))

@@ -136,3 +136,23 @@ def test_experiment_mean_pnl_is_the_probability_edge(tmp_path):
     # E[P&L] = shares (p - q) e^{rT} (O - V) (puts: plus their edge under p), within 4 SE
     for row in rows:
         assert abs(row["mean_pnl"] - row["theory_mean"]) < 4 * row["stderr"]
+
+
+def test_implied_probability_and_paths_refuse_what_they_cannot_read():
+    import jax
+
+    import hedgejax as hj
+
+    deal = hj.MergerTarget(100.0, 35.0, 0.25, 0.3, exchange_ratio=0.5, q=0.8, close=0.5)
+    # (S - V) / (O - V) by hand: S = 45 between V = 35 and O = 50
+    assert float(deal.implied_probability(45.0)) == pytest.approx(10.0 / 15.0, rel=1e-6)
+    for price in (float("nan"), -5.0, 60.0):
+        with pytest.raises(ValueError, match="target_price must be finite and in"):
+            deal.implied_probability(price)
+    flat = hj.MergerTarget(100.0, 50.0, 0.25, 0.3, exchange_ratio=0.5, q=0.8, close=0.5)
+    with pytest.raises(ValueError, match="differs from standalone_spot"):
+        flat.implied_probability()
+    with pytest.raises(ValueError, match="grid must be a TimeGrid"):
+        hj.merger_paths(deal, "x", 10, jax.random.key(0))
+    with pytest.raises(ValueError, match="mc_greeks bumps the model's spot"):
+        hj.mc_greeks(deal, hj.EuropeanPut(42.0, 0.5), 16, jax.random.key(0))

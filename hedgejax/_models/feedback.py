@@ -35,7 +35,7 @@ from .._exotics import AbstractPathDependent
 from .._instruments import AbstractInstrument, Book, EuropeanCall, EuropeanPut, as_book
 from .._pricing.registry import book_value_log, has_pricer
 from .._random import Draws
-from .._validate import as_float, check_nonnegative, is_concrete
+from .._validate import as_float, check_nonnegative, check_positive, is_concrete
 from .base import AbstractModel, ModelState
 
 # Iterations of the safeguarded Newton solve of the market-clearing equation: bisection
@@ -240,22 +240,27 @@ class Feedback(AbstractModel):
         dampens; the observed vol is sigma / (1 - illiquidity) to first order, and no
         continuous equilibrium exists where it is >= 1 (Frey and Stremme 1997)."""
         spot = self.spot if spot is None else as_float(spot, "spot")
+        t = as_float(t, "t")
+        check_positive("spot", spot)
+        check_nonnegative("t", t)
         log_spot = jnp.log(spot)
         base = self.model.init(jnp.zeros(jnp.shape(log_spot), jnp.int32))
         base = base._replace(log_spot=log_spot)
-        return self.impact * self._demand(base, log_spot, as_float(t, "t"))[1]
+        return self.impact * self._demand(base, log_spot, t)[1]
 
     def effective_vol(self, vol, spot=None, t=0.0) -> jax.Array:
         """sigma / (1 - rho S dh/dS): the first-order observed vol of a base world of vol
         `vol` (annual) at `spot`, `t` (Frey and Stremme 1997, Sircar and Papanicolaou 1998).
         Raises ValueError (concrete inputs) past the illiquidity threshold."""
+        vol = as_float(vol, "vol")
+        check_positive("vol", vol)
         level = self.illiquidity(spot, t)
         if is_concrete(level) and np.any(np.asarray(level) >= 1.0):
             raise ValueError(
                 "effective_vol is undefined where rho S dh/dS >= 1 (the Frey-Stremme "
                 f"illiquidity threshold: the price gaps), got rho S dh/dS = "
                 f"{np.max(np.asarray(level)):.4g}")
-        return as_float(vol, "vol") / (1.0 - level)
+        return vol / (1.0 - level)
 
     def risk_neutral(self) -> Feedback:
         """The feedback world over the base's risk-neutral fundamental (the observed price
@@ -269,7 +274,7 @@ class Feedback(AbstractModel):
         maturities = [g.maturity for g in self.hedgers.groups]
         longest = None
         if all(is_concrete(m) for m in maturities):
-            longest = max(float(jnp.max(m)) for m in maturities)
+            longest = max(float(np.max(np.asarray(m))) for m in maturities)
         base = self.model.prepared(horizon, dt)
         hedge_model = self.hedge_model.prepared(longest)
         if base is self.model and hedge_model is self.hedge_model:

@@ -262,10 +262,24 @@ class MergerTarget(AbstractModel):
     def implied_probability(self, target_price: jax.Array | float | None = None
                             ) -> jax.Array:
         """The deal probability implied by a target price (default S_0): (S - V) / (O - V),
-        O the offer's value at t=0 and V `standalone_spot` (Brown and Raymond 1986)."""
+        O the offer's value at t=0 and V `standalone_spot` (Brown and Raymond 1986).
+
+        Raises ValueError (concrete inputs) when the offer equals the stand-alone value (no
+        spread to read a probability from) or when `target_price` is not finite or lies
+        outside [min(V, O), max(V, O)], where no probability in [0, 1] prices it."""
         target = self.spot if target_price is None else as_float(target_price, "target_price")
         standalone = self.standalone_spot
-        return (target - standalone) / (self.offer_value() - standalone)
+        offer = self.offer_value()
+        if is_concrete(target) and is_concrete(offer) and is_concrete(standalone):
+            t_, o_, v_ = (np.asarray(x, dtype=float) for x in (target, offer, standalone))
+            if np.any(o_ == v_):
+                raise ValueError(f"implied_probability needs an offer ({float(o_):g}) that "
+                                 f"differs from standalone_spot ({float(v_):g})")
+            lo, hi = min(float(o_), float(v_)), max(float(o_), float(v_))
+            if not np.all(np.isfinite(t_)) or np.any((t_ < lo) | (t_ > hi)):
+                raise ValueError(f"target_price must be finite and in [{lo:g}, {hi:g}] (between "
+                                 f"the stand-alone value and the offer), got {t_}")
+        return (target - standalone) / (offer - standalone)
 
     def target_price(self, log_acquirer, log_standalone, status, resolved_at, t) -> jax.Array:
         """S_t from A, V, the status and resolution time (module docstring)."""
@@ -470,6 +484,10 @@ def merger_paths(model: MergerTarget, grid: TimeGrid, n_paths: int, key: jax.Arr
     """
     if not isinstance(model, MergerTarget):
         raise ValueError(f"model must be a MergerTarget, got {type(model).__name__}")
+    if not isinstance(model, MergerTarget):
+        raise ValueError(f"model must be a MergerTarget, got {type(model).__name__}")
+    if not isinstance(grid, TimeGrid):
+        raise ValueError(f"grid must be a TimeGrid, got {type(grid).__name__}")
     n_paths = check_n_paths(n_paths, model)
     model = runtime_checked(model)
     return _scan(model, grid, n_paths, key, bool(keep_path))
