@@ -122,6 +122,7 @@ def test_asymmetric_band_widths_and_validation():
 
 # ---------------------------------------------------------------- reductions to known hedges
 
+@pytest.mark.slow  # compiles six float64 hedges (~12 s): the slow tier
 def test_degenerate_strategies_equal_classical_ones_per_path(x64):
     delta_hedge = hj.DeltaHedge(every=1)
     delta = _run(delta_hedge)
@@ -164,7 +165,9 @@ def _gamma_vanishing_book():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: LearnedBand(jax.random.key(0), asymmetric=True, init_ww=1.0),
+    # the learned band compiles for ~11 s: the slow tier
+    pytest.param(lambda: LearnedBand(jax.random.key(0), asymmetric=True, init_ww=1.0),
+                 marks=pytest.mark.slow),
     lambda: NeuralHedge(jax.random.key(2), hidden=8),
 ], ids=["learned", "neural"])
 def test_gradients_finite_where_gamma_vanishes(x64, make):

@@ -263,7 +263,9 @@ def test_runs_that_cannot_fit_in_memory_are_refused_with_the_estimate(call, matc
         call()
 
 
-@pytest.mark.parametrize("model", list(MODELS))
+# Heston compiles its Fourier pricer for ~15 s: the slow tier (Black-Scholes and Merton here)
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m == "Heston"
+                                   else m for m in MODELS])
 def test_greeks_that_underflow_are_refused_by_name(model):
     """At spot 1e-30 of a 100 strike the second derivatives underflow in float32: refused
     with NonFiniteError naming them (eagerly) or the same text under jit, never NaN."""

@@ -115,6 +115,7 @@ def test_delta_vega_beats_delta_under_heston():
     assert ratio < 0.6, ratio
 
 
+@pytest.mark.slow  # ~11 s of compilation: the slow tier
 def test_option_costs_charged_per_unit():
     model = hj.BlackScholes(S0, 0.2)
     grid = hj.TimeGrid(0.25, 5)
