@@ -232,6 +232,7 @@ def test_quotes_from_csv_name_line_and_column(tmp_path):
 # Fits
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_black_scholes_fit_of_one_quote_is_its_implied_vol(x64):
     """One call price (QuantLib's Black formula at vol 0.3137): the fitted vol is QuantLib's
     implied vol of it, and a put at the same price level gives its own implied vol."""

@@ -72,6 +72,7 @@ def test_a_checkpoint_of_another_run_is_refused(written, field):
         _run(resume=written, steps=3, **MISMATCHES[field])
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_network_width_is_part_of_the_strategy(tmp_path):
     """A LearnedBand(hidden=4) does not resume from a hidden=8 checkpoint (the issue's case:
     it used to come back with (8, 3) weights)."""

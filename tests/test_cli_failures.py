@@ -644,6 +644,7 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path):
     assert target.read_text() == "2"
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_fit_progress_goes_to_stderr(capsys, monkeypatch):
     from hedgejax import _fit
 

@@ -48,6 +48,7 @@ def test_frequency_vs_cost_rejects_every_beyond_steps(tmp_path):
                        overrides={"steps": 5, "every": [1, 10]})
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_band_learning_small(tmp_path):
     from test_experiment_output_b import check_readable
 

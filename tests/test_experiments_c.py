@@ -58,6 +58,7 @@ def test_model_risk_mean_pnl_is_the_price_difference(tmp_path):
     assert len(payload["table"]) == 5
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_portfolio_insurance_costs_and_gap_risk(tmp_path):
     from test_experiment_output_b import check_readable
 
@@ -81,6 +82,7 @@ def test_portfolio_insurance_costs_and_gap_risk(tmp_path):
     assert abs(c["mean_replication_error"] - expected) < 0.25 * abs(expected)
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_historical_hedges_along_a_csv(tmp_path):
     from test_experiment_output_b import check_readable
 

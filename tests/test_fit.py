@@ -99,6 +99,7 @@ def test_fixed_cost_fit_uses_a_surrogate_and_matches_grid_search():
     assert not np.allclose(history.objective, history.surrogate)
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_resume_reaches_the_same_parameters_bit_for_bit(tmp_path):
     ck = tmp_path / "fit.npz"
     costs = hj.Proportional(0.002) + hj.Fixed(0.005)

@@ -7,6 +7,7 @@ import pytest
 import hedgejax as hj
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_bands_dominate_calendar_rebalancing():
     model, call = hj.BlackScholes(100.0, 0.2), hj.EuropeanCall(100.0, 0.25)
     grid = hj.TimeGrid(0.25, 63)

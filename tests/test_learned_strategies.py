@@ -165,10 +165,10 @@ def _gamma_vanishing_book():
 
 
 @pytest.mark.parametrize("make", [
-    # the learned band compiles for ~11 s: the slow tier
+    # each compiles for ~10 s: the slow tier
     pytest.param(lambda: LearnedBand(jax.random.key(0), asymmetric=True, init_ww=1.0),
                  marks=pytest.mark.slow),
-    lambda: NeuralHedge(jax.random.key(2), hidden=8),
+    pytest.param(lambda: NeuralHedge(jax.random.key(2), hidden=8), marks=pytest.mark.slow),
 ], ids=["learned", "neural"])
 def test_gradients_finite_where_gamma_vanishes(x64, make):
     strategy = _perturbed(make(), jax.random.key(9), scale=0.3)

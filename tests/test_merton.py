@@ -285,6 +285,7 @@ def test_monte_carlo_price_matches_series(kind, n_steps):
     _within(value, merton_price(kind, S, K, T, vol, lam, jm, js, r, q), se)
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_monte_carlo_with_variance_reduction_and_pathwise_greeks():
     """Antithetic pairs (u -> 1 - u also for the jump count) with the underlying as control
     variate, and pathwise delta and vega through the jump simulation, against the series

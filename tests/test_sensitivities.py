@@ -35,6 +35,7 @@ def test_es_gradient_matches_central_difference(x64, argnum, point, h):
     assert float(grad) == pytest.approx(fd, rel=2e-2)
 
 
+@pytest.mark.slow  # compile-bound (7-13 s on the 2-core CI machine): the slow tier
 def test_heston_parameter_sensitivities_are_finite_and_signed(x64):
     """More vol of vol makes a BS-hedged short call riskier."""
     warnings.simplefilter("ignore", hj.FellerWarning)
